@@ -1,0 +1,178 @@
+"""Checkpoints: read released SMPLer-X and ViTPose weights, write our own atomically.
+
+Formats understood:
+
+* **SMPLer-X** (released ``smpler_x_{s,b,l,h}32.pth.tar`` and training snapshots): ``{'epoch', 'network',
+  'optimizer'}`` with network keys ``module.<name>`` (DDP). Legacy names are renamed as the original tester does
+  (``backbone`` -> ``encoder``, ``body_rotation_net`` -> ``body_regressor``, ``hand_rotation_net`` ->
+  ``hand_regressor``). Loading is **strict**: any missing, unexpected or mis-shaped key is an error naming them
+  (the original loaded non-strictly and silently dropped mismatches).
+* **ViTPose** (mmpose): ``{'state_dict': {'backbone.*', 'keypoint_head.*'}}``; only ``backbone.*`` is used, to
+  initialise the encoder (task tokens keep their random init).
+* Our checkpoints add ``'config'`` (the resolved config dict) and training state; their ``network`` keys keep the
+  ``module.`` prefix so the original's tools can read them too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import tempfile
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from common.errors import CheckpointError
+from common.nets.vit import VIT_SIZES
+
+log = logging.getLogger(__name__)
+
+LEGACY_RENAMES = (("backbone", "encoder"), ("body_rotation_net", "body_regressor"),
+                  ("hand_rotation_net", "hand_regressor"))
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint file onto the CPU, with a clear error for missing, truncated or foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}. Released SMPLer-X weights go in pretrained_models/ "
+                              "(see pretrained_models/README.md); or pass the path of a training snapshot")
+    try:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            if "weights_only" not in str(err):
+                raise
+            # Older checkpoints may pickle plain Python / numpy objects beside the tensors; those are only loaded
+            # from files the user chose to run, so fall back to full unpickling with a note.
+            log.warning("%s holds non-tensor objects; loading it with weights_only=False", path.name)
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, OSError) as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(err).__name__}: {str(err).splitlines()[0]}. "
+                              "The file is truncated or not a PyTorch checkpoint; download or copy it again") from err
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict; expected a SMPLer-X "
+                              "checkpoint ({'network': ...}) or a ViTPose one ({'state_dict': ...})")
+    return obj
+
+
+def network_state(ckpt: dict[str, Any], source: str = "checkpoint") -> OrderedDict[str, torch.Tensor]:
+    """The network weights of a SMPLer-X checkpoint with bare keys (``encoder.blocks.0...``).
+
+    ``module.`` prefixes are stripped, legacy module names renamed and ``smplx_layer.*`` dropped.
+    """
+    if "network" in ckpt:
+        raw = ckpt["network"]
+    elif "state_dict" in ckpt and any(k.startswith("backbone.") for k in ckpt["state_dict"]):
+        raise CheckpointError(f"{source} is a ViTPose (mmpose) checkpoint, not a SMPLer-X one: use it as "
+                              "paths.encoder_pretrained to initialise training, not as --ckpt")
+    elif all(isinstance(v, torch.Tensor) for v in ckpt.values()) and any("encoder." in k for k in ckpt):
+        raw = ckpt  # a bare state_dict
+    else:
+        raise CheckpointError(f"{source} is not a SMPLer-X checkpoint: it has no 'network' entry "
+                              f"(top-level keys: {', '.join(list(ckpt)[:8])})")
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for key, value in raw.items():
+        k = key[len("module."):] if key.startswith("module.") else key
+        for old, new in LEGACY_RENAMES:
+            if k.startswith(old + "."):
+                k = new + k[len(old):]
+        if k.startswith("smplx_layer."):
+            continue
+        out[k] = value
+    return out
+
+
+def detect_encoder_size(state: dict[str, torch.Tensor], source: str = "checkpoint") -> str:
+    """Model size ('s', 'b', 'l', 'h' or 'tiny') from the encoder width and depth of a bare state dict."""
+    if "encoder.pos_embed" not in state:
+        raise CheckpointError(f"{source} has no encoder.pos_embed: not a SMPLer-X network")
+    width = state["encoder.pos_embed"].shape[-1]
+    depth = len({k.split(".")[2] for k in state if k.startswith("encoder.blocks.")})
+    for name, spec in VIT_SIZES.items():
+        if spec.embed_dim == width and spec.depth == depth:
+            return name
+    known = ", ".join(f"{n}: width {s.embed_dim}, {s.depth} blocks" for n, s in VIT_SIZES.items())
+    raise CheckpointError(f"{source}: encoder width {width} with {depth} blocks matches no known size ({known})")
+
+
+def load_network_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Strictly load a bare state dict into SMPLer-X; raise CheckpointError naming every mismatch."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shape = [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+             for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shape:
+        hint = ""
+        if "encoder.pos_embed" in state and "encoder.pos_embed" in own:
+            try:
+                ck_size = detect_encoder_size(state, source)
+                md_size = detect_encoder_size(own, "model")
+                if ck_size != md_size:
+                    hint = (f" The checkpoint is size '{ck_size}' but the model was built as '{md_size}': "
+                            "use the matching config, or omit --config to take the size from the checkpoint.")
+            except CheckpointError:
+                pass
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shape)):
+            if items:
+                more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
+                parts.append(f"{label}: {', '.join(items[:5])}{more}")
+        raise CheckpointError(f"{source} does not fit the model; {'; '.join(parts)}.{hint}")
+    model.load_state_dict(state, strict=True)
+
+
+def load_vitpose_encoder(model: torch.nn.Module, path: str | Path) -> None:
+    """Initialise ``model.encoder`` from a ViTPose checkpoint (mmpose ``state_dict`` with ``backbone.*`` keys).
+
+    Every encoder weight except the task tokens must be present with the right shape.
+    """
+    ckpt = read_checkpoint(path)
+    sd = ckpt.get("state_dict", ckpt)
+    backbone = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+    if not backbone:
+        raise CheckpointError(f"{path} has no 'backbone.*' weights: not a ViTPose checkpoint "
+                              "(download vitpose_{small,base,large,huge}.pth, see pretrained_models/README.md)")
+    own = model.encoder.state_dict()
+    need = [k for k in own if k != "task_tokens"]
+    missing = [k for k in need if k not in backbone]
+    shape = [f"{k} {tuple(backbone[k].shape)} vs {tuple(own[k].shape)}" for k in need
+             if k in backbone and backbone[k].shape != own[k].shape]
+    if missing or shape:
+        raise CheckpointError(f"ViTPose weights {path} do not fit the encoder (size mismatch? ViT-S/B/L/H use "
+                              f"vitpose_small/base/large/huge): missing {missing[:5]}, wrong shape {shape[:5]}")
+    extra = sorted(k for k in backbone if k not in own)
+    if extra:
+        log.info("ignoring %d ViTPose backbone keys not used by the encoder: %s", len(extra), extra[:5])
+    model.encoder.load_state_dict({k: backbone[k] for k in need} | {"task_tokens": own["task_tokens"]}, strict=True)
+    log.info("initialised the encoder from %s", path)
+
+
+def network_checkpoint(model: torch.nn.Module) -> OrderedDict[str, torch.Tensor]:
+    """``model.state_dict()`` in the released layout (``module.`` prefix), ready for ``{'network': ...}``."""
+    return OrderedDict((f"module.{k}", v.detach().cpu()) for k, v in model.state_dict().items())
+
+
+def save_checkpoint(obj: dict[str, Any], path: str | Path) -> Path:
+    """Write a checkpoint atomically: a temporary file in the same folder, fsync, then rename over ``path``.
+
+    An interrupted save never leaves a truncated file at ``path`` (the previous one, if any, stays intact).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,116 @@
+"""Image reading, person boxes and the affine crop (facts sheet sections 4.1-4.3), in numpy / OpenCV.
+
+Boxes are ``xywh`` in pixels of the original image unless a name says ``xyxy``. The crop is ``warpAffine`` with
+bilinear sampling on the **float32** image, as the original; keep OpenCV 4.x (``opencv-python-headless<5``):
+OpenCV 5 samples differently and moves predicted poses by a few hundredths of a radian.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from common.errors import InputError
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image as float32 RGB (H, W, 3) in [0, 255]; grey and alpha images become 3-channel RGB.
+
+    EXIF orientation is ignored, as in the original (boxes refer to the stored pixel grid).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image not found: {path}")
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if img is None or img.size == 0:
+        raise InputError(f"cannot read image {path}: not an image OpenCV can decode (or the file is truncated); "
+                         "use a JPEG/PNG/BMP/TIFF/WebP file")
+    return np.ascontiguousarray(img[:, :, ::-1]).astype(np.float32)
+
+
+def sanitize_bbox(bbox, img_width: int, img_height: int) -> np.ndarray | None:
+    """Clip an xywh box to the image as the original: None if nothing of it is left (or it is degenerate)."""
+    x, y, w, h = (float(v) for v in bbox)
+    x1, y1 = max(0.0, x), max(0.0, y)
+    x2 = min(img_width - 1.0, x1 + max(0.0, w - 1))
+    y2 = min(img_height - 1.0, y1 + max(0.0, h - 1))
+    if w * h > 0 and x2 > x1 and y2 > y1:
+        return np.array([x1, y1, x2 - x1, y2 - y1])
+    return None
+
+
+def process_bbox(bbox, img_width: int, img_height: int, aspect_ratio: float = 0.75,
+                 ratio: float = 1.25) -> np.ndarray | None:
+    """Sanitise, enlarge the smaller side to ``aspect_ratio`` (w/h) about the centre, then scale by ``ratio``.
+
+    Returns float32 xywh, or None for a box that is degenerate or entirely outside the image.
+    ``aspect_ratio`` is input width / height (384/512); ``ratio`` 1.25 for inference, 1.2 for most training sets.
+    """
+    box = sanitize_bbox(bbox, img_width, img_height)
+    if box is None:
+        return None
+    w, h = box[2], box[3]
+    c_x, c_y = box[0] + w / 2.0, box[1] + h / 2.0
+    if w > aspect_ratio * h:
+        h = w / aspect_ratio
+    elif w < aspect_ratio * h:
+        w = h * aspect_ratio
+    box[2], box[3] = w * ratio, h * ratio
+    box[0], box[1] = c_x - box[2] / 2.0, c_y - box[3] / 2.0
+    return box.astype(np.float32)
+
+
+def _rotate_2d(pt: np.ndarray, rot_rad: float) -> np.ndarray:
+    sn, cs = np.sin(rot_rad), np.cos(rot_rad)
+    return np.array([pt[0] * cs - pt[1] * sn, pt[0] * sn + pt[1] * cs], dtype=np.float32)
+
+
+def crop_transform(c_x: float, c_y: float, src_w: float, src_h: float, dst_w: int, dst_h: int, scale: float = 1.0,
+                   rot: float = 0.0, inverse: bool = False) -> np.ndarray:
+    """2x3 affine (float32) mapping the box (centre, size x scale, rotated by ``rot`` degrees) onto the
+    ``dst_w x dst_h`` crop; ``inverse`` gives crop -> image. Three point pairs: centre, centre + half-height down
+    vector, centre + half-width right vector (all float32, as the original)."""
+    rot_rad = np.pi * rot / 180
+    src_center = np.array([c_x, c_y], dtype=np.float32)
+    src_down = _rotate_2d(np.array([0, src_h * scale * 0.5], dtype=np.float32), rot_rad)
+    src_right = _rotate_2d(np.array([src_w * scale * 0.5, 0], dtype=np.float32), rot_rad)
+    dst_center = np.array([dst_w * 0.5, dst_h * 0.5], dtype=np.float32)
+    src = np.stack([src_center, src_center + src_down, src_center + src_right]).astype(np.float32)
+    dst = np.stack([dst_center, dst_center + np.array([0, dst_h * 0.5], dtype=np.float32),
+                    dst_center + np.array([dst_w * 0.5, 0], dtype=np.float32)]).astype(np.float32)
+    trans = cv2.getAffineTransform(dst, src) if inverse else cv2.getAffineTransform(src, dst)
+    return trans.astype(np.float32)
+
+
+def generate_patch_image(img: np.ndarray, bbox: np.ndarray, scale: float, rot: float, do_flip: bool,
+                         out_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crop ``bbox`` (xywh) from an (H, W, 3) float image into ``out_shape`` (H, W) with bilinear warpAffine.
+
+    Flipping mirrors the whole image first. Returns (crop float32, img->crop 2x3, crop->img 2x3).
+    """
+    img_h, img_w = img.shape[:2]
+    c_x = float(bbox[0] + 0.5 * bbox[2])
+    c_y = float(bbox[1] + 0.5 * bbox[3])
+    bw, bh = float(bbox[2]), float(bbox[3])
+    if do_flip:
+        img = img[:, ::-1, :]
+        c_x = img_w - c_x - 1
+    trans = crop_transform(c_x, c_y, bw, bh, out_shape[1], out_shape[0], scale, rot)
+    patch = cv2.warpAffine(np.ascontiguousarray(img), trans, (int(out_shape[1]), int(out_shape[0])),
+                           flags=cv2.INTER_LINEAR)
+    inv = crop_transform(c_x, c_y, bw, bh, out_shape[1], out_shape[0], scale, rot, inverse=True)
+    return patch.astype(np.float32), trans, inv
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    """'X,Y,W,H' (pixels) -> tuple; raises InputError for anything else."""
+    parts = text.replace(" ", "").split(",")
+    try:
+        vals = tuple(float(p) for p in parts)
+    except ValueError:
+        vals = ()
+    if len(vals) != 4 or not all(np.isfinite(vals)):
+        raise InputError(f"--bbox '{text}' is not X,Y,W,H (four numbers in pixels, e.g. --bbox 100,50,200,400)")
+    return vals  # type: ignore[return-value]
