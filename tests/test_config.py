@@ -58,7 +58,8 @@ def test_unknown_config_name_lists_available():
 def test_user_config_file(tmp_path):
     f = tmp_path / "mine.py"
     f.write_text("from config.smpler_x_b32 import get_config as parent\n\n"
-                 "def get_config():\n    cfg = parent()\n    cfg.name = 'mine'\n    cfg.train.lr = 2e-5\n    return cfg\n")
+                 "def get_config():\n    cfg = parent()\n    cfg.name = 'mine'\n"
+                 "    cfg.train.lr = 2e-5\n    return cfg\n")
     cfg = load_config(f)
     assert cfg.name == "mine" and cfg.model.encoder_size == "b" and cfg.train.lr == 2e-5
     bad = tmp_path / "bad.py"
