@@ -49,14 +49,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-vis", action="store_true", help="do not write the overlay image")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. model.upscale=4")
-    return p.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # a box starting left of the image ("--bbox -20,10,80,200") would otherwise be read as an unknown option
+    for i in range(len(argv) - 1):
+        if argv[i] == "--bbox" and argv[i + 1].startswith("-"):
+            argv[i: i + 2] = [f"--bbox={argv[i + 1]}", ""]
+    return p.parse_args([a for a in argv if a != ""])
 
 
 def run(args: argparse.Namespace) -> list[Path]:
     import torch
 
     from common.engine.predictor import Predictor, load_model, resolve_device
-    from common.utils.image import load_image, parse_bbox
+    from common.utils.image import check_person_box, load_image, parse_bbox
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -64,12 +69,11 @@ def run(args: argparse.Namespace) -> list[Path]:
     image = load_image(args.input)
     h, w = image.shape[:2]
     boxes = [parse_bbox(b) for b in args.bbox] or [(0.0, 0.0, float(w), float(h))]
+    for box in boxes:
+        check_person_box(box, w, h)
     device = resolve_device(args.device)
     model, cfg = load_model(args.ckpt, args.config, tuple(args.overrides), args.body_model_dir, device)
-    predictor = Predictor(model, cfg, bf16=args.bf16)
-    for box in boxes:  # raise for a bad box before anything is written
-        predictor.crop(image, box)
-    results = predictor(image, boxes)
+    results = Predictor(model, cfg, bf16=args.bf16)(image, boxes)
     return write_results(Path(args.output), Path(args.input), image, results, model.body_model.faces,
                          vis=not args.no_vis)
 

@@ -104,7 +104,10 @@ def test_crop_matches_the_original_preprocessing(tiny_ckpt, image, body_model_di
     src = np.float32([[x + w / 2, y + h / 2], [x + w / 2, y + h], [x + w, y + h / 2]])
     dst = np.float32([[192, 256], [192, 512], [384, 256]])
     ref = cv2.warpAffine(img, cv2.getAffineTransform(src, dst), (384, 512), flags=cv2.INTER_LINEAR) / 255
-    assert crop.shape == (3, 512, 384) and np.abs(crop - ref.transpose(2, 0, 1)).max() < 1e-5
+    # float32 rounding of the matrix can move OpenCV's 1/32-px sample grid by one step: tiny differences only,
+    # while a wrong centre, scale or orientation would differ everywhere
+    diff = np.abs(crop - ref.transpose(2, 0, 1))
+    assert crop.shape == (3, 512, 384) and diff.max() < 0.01 and diff.mean() < 1e-4
     patch, trans, inv = generate_patch_image(img, box, 1.0, 0.0, False, (512, 384))
     assert np.allclose(np.vstack([inv, [0, 0, 1]]) @ np.vstack([trans, [0, 0, 1]]), np.eye(3), atol=1e-4)
 

@@ -19,7 +19,6 @@ import logging
 import os
 import pickle
 import tempfile
-import zipfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             # from files the user chose to run, so fall back to full unpickling with a note.
             log.warning("%s holds non-tensor objects; loading it with weights_only=False", path.name)
             obj = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, OSError) as err:
+    except Exception as err:  # torch.load raises many types on foreign or damaged bytes (IndexError, EOFError...)
         raise CheckpointError(f"cannot read checkpoint {path}: {type(err).__name__}: {str(err).splitlines()[0]}. "
                               "The file is truncated or not a PyTorch checkpoint; download or copy it again") from err
     if not isinstance(obj, dict):
@@ -98,6 +97,21 @@ def detect_encoder_size(state: dict[str, torch.Tensor], source: str = "checkpoin
             return name
     known = ", ".join(f"{n}: width {s.embed_dim}, {s.depth} blocks" for n, s in VIT_SIZES.items())
     raise CheckpointError(f"{source}: encoder width {width} with {depth} blocks matches no known size ({known})")
+
+
+def detect_model_config(state: dict[str, torch.Tensor], source: str = "checkpoint") -> dict[str, Any]:
+    """ModelConfig fields that the weights determine: encoder size, task tokens, head widths, hand-RoI upscale."""
+    fields: dict[str, Any] = {"encoder_size": detect_encoder_size(state, source)}
+    try:
+        fields["num_task_tokens"] = int(state["encoder.task_tokens"].shape[1])
+        fields["regressor_channels"] = int(state["body_regressor.body_conv.0.weight"].shape[0])
+        fields["box_net_channels"] = int(state["box_net.deconv.0.weight"].shape[1])
+    except KeyError as err:
+        raise CheckpointError(f"{source} has no {err.args[0]}: not a SMPLer-X network") from None
+    n_deconv = sum(1 for k in state if k.startswith("hand_roi_net.deconv.") and k.endswith(".weight")
+                   and state[k].dim() == 4)
+    fields["upscale"] = 2 ** n_deconv if n_deconv else 1
+    return fields
 
 
 def load_network_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from common.config import Config, apply_overrides, config_from_dict, load_config, validate
-from common.engine.checkpoint import detect_encoder_size, load_network_weights, network_state, read_checkpoint
+from common.engine.checkpoint import detect_model_config, load_network_weights, network_state, read_checkpoint
 from common.errors import InputError
 from common.nets import SMPLerX
-from common.utils.image import generate_patch_image, process_bbox
+from common.utils.image import check_person_box, generate_patch_image, process_bbox
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ def load_model(ckpt_path: str | Path, config: str | Path | None = None, override
             cfg = config_from_dict(ckpt["config"])
         else:
             cfg = Config()
-            cfg.model.encoder_size = detect_encoder_size(state, str(ckpt_path))
+            for key, value in detect_model_config(state, str(ckpt_path)).items():
+                setattr(cfg.model, key, value)
         apply_overrides(cfg, overrides)
         validate(cfg)
     if body_model_dir is not None:
@@ -104,13 +105,9 @@ class Predictor:
         """(crop (3, H, W) float32 in [0, 1], processed xywh box); InputError for unusable boxes."""
         h, w = image.shape[:2]
         m = self.cfg.model
-        bw, bh = float(box[2]), float(box[3])
-        if not (bw > 0 and bh > 0):
-            raise InputError(f"box {list(box)} is degenerate: width and height must be positive (X,Y,W,H in px)")
+        check_person_box(box, w, h)
         processed = process_bbox(box, w, h, aspect_ratio=m.input_img_shape[1] / m.input_img_shape[0],
                                  ratio=self.bbox_ratio)
-        if processed is None:
-            raise InputError(f"box {list(box)} (X,Y,W,H) lies entirely outside the {w}x{h} image")
         patch, _, _ = generate_patch_image(image, processed, 1.0, 0.0, False, m.input_img_shape)
         return patch.transpose(2, 0, 1) / 255.0, processed
 

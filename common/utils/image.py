@@ -62,6 +62,17 @@ def process_bbox(bbox, img_width: int, img_height: int, aspect_ratio: float = 0.
     return box.astype(np.float32)
 
 
+def check_person_box(box, img_width: int, img_height: int) -> None:
+    """Raise InputError for a box (xywh px) that is degenerate or lies entirely outside the image.
+
+    Boxes partly outside are valid: they are clipped as the original does (:func:`sanitize_bbox`).
+    """
+    if not (float(box[2]) > 0 and float(box[3]) > 0):
+        raise InputError(f"box {list(box)} is degenerate: width and height must be positive (X,Y,W,H in px)")
+    if sanitize_bbox(box, img_width, img_height) is None:
+        raise InputError(f"box {list(box)} (X,Y,W,H) lies entirely outside the {img_width}x{img_height} image")
+
+
 def _rotate_2d(pt: np.ndarray, rot_rad: float) -> np.ndarray:
     sn, cs = np.sin(rot_rad), np.cos(rot_rad)
     return np.array([pt[0] * cs - pt[1] * sn, pt[0] * sn + pt[1] * cs], dtype=np.float32)
