@@ -74,23 +74,20 @@ def reference_ops():
 
 
 def random_model(size: str, body_model_dir: Path, device: torch.device) -> SMPLerX:
+    """Seeded random weights (training init plus noise, so every head depends on the input)."""
     from common.body_model import SMPLXLayer
-    from common.engine.checkpoint import load_network_weights
-    from common.engine.demo_assets import write_random_checkpoint
 
+    torch.manual_seed(0)
     cfg = Config()
     cfg.model.encoder_size = size
     model = SMPLerX(cfg.model)
-    with tempfile.TemporaryDirectory() as tmp:
-        from common.engine.checkpoint import network_state, read_checkpoint
-
-        ck = write_random_checkpoint(Path(tmp) / "w.pth.tar", size=size, seed=0)
-        with torch.no_grad():  # perturb so every head is input-dependent (the demo weights are near-constant)
-            state = network_state(read_checkpoint(ck))
-            g = torch.Generator().manual_seed(0)
-            state = {k: v + 0.02 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
-                     for k, v in state.items()}
-        load_network_weights(model, state)
+    model.init_weights()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+        for lin in (model.body_regressor.root_pose_out[0], model.body_regressor.body_pose_out[0],
+                    model.hand_regressor.hand_pose_out[0], model.face_regressor.jaw_pose_out[0]):
+            lin.bias.add_(torch.tensor([1.0, 0, 0, 1, 0, 0]).repeat(lin.bias.numel() // 6))
     model.attach_body_model(SMPLXLayer(body_model_dir))
     return model.eval().to(device)
 

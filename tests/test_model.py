@@ -235,3 +235,20 @@ def test_training_mode_runs_backward_with_checkpointing(body_model_dir):
     grads = {n: p.grad for n, p in m.named_parameters()}
     assert grads["encoder.blocks.0.attn.qkv.weight"].abs().sum() > 0
     assert grads["hand_regressor.hand_pose_out.0.weight"].abs().sum() > 0
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_cpu_and_bf16_autocast_runs(tiny_model, tiny_out):
+    out, img = tiny_out
+    model = tiny_model.to("cuda")
+    try:
+        with torch.no_grad():
+            gpu = model(img.cuda())
+            assert torch.allclose(gpu.mesh_cam.cpu(), out.mesh_cam, atol=1e-3)
+            assert torch.allclose(gpu.root_pose.cpu(), out.root_pose, atol=1e-3)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                half = model(img.cuda())
+        assert torch.isfinite(half.mesh_cam).all()
+    finally:
+        model.to("cpu")
