@@ -97,6 +97,13 @@ class TrainConfig:
 
     lr: float = 1e-5  # Adam learning rate
     min_lr: float = 1e-6  # end of the per-iteration cosine schedule
+    optimizer: str = "adam"  # 'adam' (the original: no weight decay) or 'adamw'
+    weight_decay: float = 0.0  # AdamW only; not applied to biases, norms, embeddings and task tokens
+    layer_decay: float = 1.0  # AdamW only: the encoder's block i gets lr * layer_decay ** (depth - i); 1 = off
+    warmup_iters: int = 0  # linear warm-up from 0 over this many iterations (the original: none)
+    grad_clip: float = 0.0  # clip the global gradient norm to this value; 0 = off (the original: off)
+    amp: str = "auto"  # 'auto' = bf16 autocast on CUDA and fp32 on CPU; 'bf16' or 'off' to force
+    max_nonfinite_steps: int = 20  # stop after this many consecutive steps with a non-finite loss (each is skipped)
     end_epoch: int = 10
     batch_size: int = 16  # per GPU / process
     num_workers: int = 2  # data-loader worker processes per GPU / process
@@ -319,6 +326,10 @@ def validate(cfg: Config) -> None:
                           f"{m.output_hm_shape[1:]} (one heat-map cell per 16-px ViT patch)")
     if cfg.data.data_strategy not in ("balance", "concat"):
         raise ConfigError(f"data.data_strategy='{cfg.data.data_strategy}' must be 'balance' or 'concat'")
+    if cfg.train.optimizer not in ("adam", "adamw"):
+        raise ConfigError(f"train.optimizer='{cfg.train.optimizer}' must be 'adam' or 'adamw'")
+    if cfg.train.amp not in ("auto", "bf16", "off"):
+        raise ConfigError(f"train.amp='{cfg.train.amp}' must be 'auto', 'bf16' or 'off'")
     if cfg.train.fine_tune not in ("", "backbone", "neck_and_head", "head"):
         raise ConfigError(f"train.fine_tune='{cfg.train.fine_tune}' must be '', 'backbone', 'neck_and_head' or 'head'")
 
