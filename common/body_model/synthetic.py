@@ -30,7 +30,6 @@ import argparse
 import os
 import pickle
 import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable
@@ -38,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from common.utils.io import atomic_open
 
 SMPLX_PARENTS: tuple[int, ...] = (
     -1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 15, 15, 15,
@@ -625,15 +626,8 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed member timestamps: np.savez would sta
 
 def _atomic_write(path: Path, write: Callable) -> None:
     """Write through `write(fileobj)` into a temp file in the same folder, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as fh:
+        write(fh)
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
