@@ -1,0 +1,121 @@
+"""Tools for HumanData annotation files (mmhuman3d ``.npz``).
+
+    python -m main.humandata_tool validate FILE.npz [--name NAME] [--img-dir DIR] [--split train|test]
+                                           [--sample-interval N] [--bbox-ratio R] [--body-model-dir DIR] [--json]
+
+``validate`` reads the file through the training reader (data/humandata.py) and prints its statistics: records,
+keys with shapes, keypoint valid ratios, the parametric fit found, skipped rows and why. ``--name`` selects the
+catalog row (image size, camera, quirks, image root); without it a file named as in the catalog
+(``bedlam_train.npz``) gets its dataset's row, any other file stands alone. Exit code 0 when the file
+gives at least one usable record, 2 with a one-line error otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from common.errors import InputError, UserError
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{100.0 * value:.1f}%"
+
+
+def format_stats(stats: dict[str, Any]) -> str:
+    """Human-readable report of :meth:`data.humandata.HumanDataRecords.stats`."""
+    kp, smplx = stats["keypoints"], stats["smplx"]
+    lines = [
+        f"file       {stats['file']}",
+        f"dataset    {stats['name']} (split {stats['split']}, sample interval {stats['sample_interval']})",
+        f"records    {stats['records']} usable of {stats['rows_sampled']} sampled rows ({stats['rows_in_file']} in "
+        "the file)",
+        "skipped    " + (", ".join(f"{reason}: {count}" for reason, count in stats["skipped"].items()) or "none"),
+        "keys",
+        *(f"  {key:<34} {desc}" for key, desc in stats["keys"].items()),
+        f"keypoints  3D {kp['3d'] or 'none'}, 2D {kp['2d']}, mask {kp['mask']}, "
+        f"compressed {'yes' if kp['compressed'] else 'no'}, mapping {kp['mapping']}",
+        *(f"  valid ratio {key:<24} {_fmt_ratio(r)}" for key, r in kp["mask_valid_ratio"].items()),
+        f"  137 set: joint_valid {_fmt_ratio(kp['joint_valid_137'])}, confidence > 0 at valid joints "
+        f"{_fmt_ratio(kp['confidence_positive_ratio'])}",
+    ]
+    if smplx is None:
+        lines.append("fit        none")
+    else:
+        notes = ", ".join(f"{k} {v}" for k, v in smplx.items()
+                          if k not in ("source", "lhand_valid", "rhand_valid", "face_valid"))
+        parts = ", ".join(f"{p} {'yes' if smplx[f'{p}_valid'] else 'no'}" for p in ("lhand", "rhand", "face"))
+        lines.append(f"fit        {smplx['source']}: {parts}" + (f"; {notes}" if notes else ""))
+    lines.append("boxes      " + ", ".join(f"{p} {_fmt_ratio(r)}" for p, r in stats["boxes_present"].items()))
+    lines.append(f"camera     {stats['camera'] or 'none (per-sample 2D keypoints are the projection targets)'}")
+    return "\n".join(lines)
+
+
+def validate(args: argparse.Namespace) -> int:
+    from data.catalog import find_spec_for_file, get_spec, resolve_img_dir
+    from data.humandata import load_humandata
+
+    # without --name, a file of the catalog (e.g. bedlam_train.npz) is read with its dataset's settings
+    spec = get_spec(args.name) if args.name else find_spec_for_file(args.file)
+    if spec is not None and spec.loader != "humandata":
+        raise InputError(f"dataset {spec.name} is not a HumanData set (it has its own loader)")
+    name = spec.name if spec is not None else Path(args.file).stem
+    img_dir = Path(args.img_dir) if args.img_dir else (resolve_img_dir(spec) if spec else Path(args.file).parent)
+    records = load_humandata(args.file, name=name, img_dir=img_dir, split=args.split,
+                             sample_interval=args.sample_interval, bbox_ratio=args.bbox_ratio,
+                             body_model_dir=args.body_model_dir)
+    stats = records.stats()
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        print(format_stats(stats))
+        if len(records):
+            first = records.entry(0)["img_path"]
+            print(f"images     {img_dir} (first image {'found' if os.path.isfile(first) else 'NOT FOUND'}: {first})")
+    if not len(records):
+        why = ", ".join(f"{r} {c}" for r, c in stats["skipped"].items()) or "the file has no rows"
+        raise InputError(f"{args.file}: no usable records ({why})")
+    return 0
+
+
+# Sub-commands: name -> (handler, help). The lead's 'draw' command (keypoints and boxes drawn on the images) is
+# registered here next to 'validate', with its arguments added in build_parser().
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+    "validate": (validate, "load a HumanData file through the reader and print its statistics"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m main.humandata_tool", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("validate", help=COMMANDS["validate"][1])
+    v.add_argument("file", help="HumanData .npz annotation file")
+    v.add_argument("--name", default=None, help="catalog dataset name (image size, camera, quirks, image root)")
+    v.add_argument("--img-dir", default=None, help="image root (default: the catalog's, else the file's folder)")
+    v.add_argument("--split", default="train", help="split name recorded in the statistics (default: train)")
+    v.add_argument("--sample-interval", type=int, default=1, help="keep every N-th row (default: 1, all rows)")
+    v.add_argument("--bbox-ratio", type=float, default=1.2, help="box enlargement as in training (default: 1.2)")
+    v.add_argument("--body-model-dir", default=None, help="SMPL-X folder for the BEDLAM hand means (optional)")
+    v.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    handler = COMMANDS[args.command][0]
+    try:
+        return handler(args)
+    except UserError as err:
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)  # one line, whatever the message
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
