@@ -126,11 +126,13 @@ class Predictor:
             outs = {k: v.float().cpu().numpy() for k, v in out.to_dict().items()}
             for i in range(batch.shape[0]):
                 j = start + i
-                results.append(self._person(np.asarray(boxes[j], dtype=np.float64), processed[j],
+                results.append(self.person_result(np.asarray(boxes[j], dtype=np.float64), processed[j],
                                             {k: v[i] for k, v in outs.items()}))
         return results
 
-    def _person(self, box_in: np.ndarray, box: np.ndarray, o: dict[str, np.ndarray]) -> PersonResult:
+    def person_result(self, box_in: np.ndarray, box: np.ndarray, o: dict[str, np.ndarray]) -> PersonResult:
+        """One person's result from its network outputs ``o`` (original test-mode keys, no batch axis), the given
+        box and the processed crop box (both xywh px of the image)."""
         m = self.cfg.model
         ih, iw = m.input_body_shape
         focal = (m.focal[0] / iw * float(box[2]), m.focal[1] / ih * float(box[3]))
