@@ -16,9 +16,7 @@ Formats understood:
 from __future__ import annotations
 
 import logging
-import os
 import pickle
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ import torch
 
 from common.errors import CheckpointError
 from common.nets.vit import VIT_SIZES
+from common.utils.io import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -178,15 +177,6 @@ def save_checkpoint(obj: dict[str, Any], path: str | Path) -> Path:
     An interrupted save never leaves a truncated file at ``path`` (the previous one, if any, stays intact).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
     return path
