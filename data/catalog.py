@@ -187,13 +187,19 @@ _OWN: tuple[DatasetSpec, ...] = (
         notes="ground-truth meshes EHF/data/<id>_align.ply next to the images"),
 )
 
-CATALOG: dict[str, DatasetSpec] = {s.name: s for s in (*_HUMANDATA, *_OWN)}
+# The synthetic set of data/synthetic_humandata.py (rendered stand-in bodies, one pinhole camera), for tests, the
+# demo and smoke runs: `python -m data.synthetic_humandata` defaults (640x480 images, focal 640 px).
+_SYNTHETIC: tuple[DatasetSpec, ...] = (
+    _hd("Synthetic", ("synthetic_train.npz",), ("synthetic_test.npz",), img_shape=(480, 640), focal=(640.0, 640.0),
+        princpt=(320.0, 240.0), notes="generated: data.synthetic_humandata.prepare_synthetic_dataset"),
+)
+CATALOG: dict[str, DatasetSpec] = {s.name: s for s in (*_HUMANDATA, *_OWN, *_SYNTHETIC)}
 HUMANDATA_NAMES: tuple[str, ...] = tuple(s.name for s in _HUMANDATA)
 OWN_LOADER_NAMES: tuple[str, ...] = tuple(s.name for s in _OWN)
 
 
 def _check() -> None:
-    assert len(HUMANDATA_NAMES) == 26 and len(CATALOG) == 26 + len(_OWN)
+    assert len(HUMANDATA_NAMES) == 26 and len(CATALOG) == 26 + len(_OWN) + len(_SYNTHETIC)
     for spec in CATALOG.values():
         assert spec.loader in ("humandata", "own"), spec.name
         assert set(spec.quirks) <= set(QUIRKS), spec.name

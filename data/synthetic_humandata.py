@@ -58,6 +58,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -384,6 +385,25 @@ def write_synthetic_humandata(out_dir: str | Path, body_model_dir: str | Path, n
         np.savez_compressed(fh, **content)
     save_json(out_dir / f"{name}_camera.json", camera)
     return npz_path
+
+
+def prepare_synthetic_dataset(data_root: str | Path, body_model_dir: str | Path, n_train: int = 32, n_test: int = 8,
+                              seed: int = 0) -> dict[str, Path]:
+    """Write the catalog's ``Synthetic`` dataset under ``data_root`` in the usual layout: images in
+    ``<data_root>/Synthetic/images/``, annotations ``<data_root>/preprocessed_datasets/synthetic_{train,test}.npz``.
+
+    Splits use different seeds (different people). Existing files are kept (delete the folders to regenerate).
+    """
+    root = Path(data_root)
+    out = {}
+    for split, n, s in (("train", n_train, seed), ("test", n_test, seed + 1)):
+        target = root / "preprocessed_datasets" / f"synthetic_{split}.npz"
+        if not target.is_file():
+            written = write_synthetic_humandata(root / "Synthetic", body_model_dir, n=n, seed=s, split=split)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(written, target)
+        out[split] = target
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

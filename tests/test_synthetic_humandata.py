@@ -201,3 +201,28 @@ def test_command_line(tmp_path, body_model_dir, capsys):
     assert "synthetic_train.npz" in out and "1 HumanData rows" in out
     assert (tmp_path / "images" / "train_000000.jpg").is_file() and (tmp_path / "synthetic_train_camera.json").is_file()
     assert main([str(tmp_path / "x"), "--body-model-dir", str(tmp_path / "nothing"), "--n", "1"]) == 2
+
+
+def test_prepared_synthetic_dataset_loads_through_the_catalog(tmp_path, body_model_dir):
+    import json
+
+    from data.cache import load_dataset
+    from data.catalog import get_spec
+    from data.synthetic_humandata import prepare_synthetic_dataset
+
+    files = prepare_synthetic_dataset(tmp_path, body_model_dir, n_train=3, n_test=2)
+    assert files["train"] == tmp_path / "preprocessed_datasets" / "synthetic_train.npz"
+    train = load_dataset("Synthetic", "train", data_root=tmp_path)
+    test = load_dataset("Synthetic", "test", data_root=tmp_path)
+    assert len(train) == 3 and len(test) == 2
+    entry = train.entry(0)
+    assert Path(entry["img_path"]).is_file()
+    cam = json.loads((tmp_path / "Synthetic" / "synthetic_train_camera.json").read_text())
+    spec = get_spec("Synthetic")
+    assert np.allclose(cam["focal"], spec.focal) and np.allclose(cam["princpt"], spec.princpt)
+    assert np.allclose(entry["camera"]["focal"], cam["focal"])
+    # the catalog camera projects the 3D keypoints onto the 2D ones
+    j3, j2 = entry["joint_cam"], entry["joint_img"][:, :2]
+    proj = j3[:, :2] / j3[:, 2:] * np.asarray(spec.focal) + np.asarray(spec.princpt)
+    valid = entry["joint_valid"][:, 0] > 0
+    assert np.abs(proj[valid] - j2[valid]).max() < 1e-2
