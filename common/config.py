@@ -74,6 +74,7 @@ class PathsConfig:
     body_model_dir: str = ""  # folder holding smplx/ (and smpl/); default common/utils/human_model_files
     encoder_pretrained: str = ""  # ViTPose .pth used to initialise the encoder for training; '' = random init
     pretrained_model: str = ""  # SMPLer-X checkpoint to fine-tune from or evaluate
+    data_root: str = ""  # dataset root holding <Name>/ image folders and preprocessed_datasets/; '' = dataset/
 
 
 @dataclass

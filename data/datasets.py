@@ -1,0 +1,71 @@
+"""Datasets for training and evaluation, assembled from the config: catalog -> reader (cached) -> samples.
+
+``SampleDataset`` turns datalist entries into samples with ``data.sample.build_sample``, drawing augmentation
+randomness from (seed, epoch, index) only, so results do not depend on worker processes or on where a run was
+resumed. ``build_train_dataset(cfg)`` mixes the configured training sets (``data.data_strategy``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch.utils.data import Dataset, default_collate
+
+from common.config import Config, ModelConfig
+from common.engine.trainer import sample_rng
+from common.errors import ConfigError
+
+collate = default_collate
+
+
+class SampleDataset(Dataset):
+    """Datalist entries (``len`` / ``entry(i)``) -> ``(inputs, targets, meta_info)`` samples."""
+
+    def __init__(self, records, train: bool, model_cfg: ModelConfig, seed: int = 0, no_aug: bool = False,
+                 name: str = ""):
+        self.records, self.train, self.model_cfg = records, train, model_cfg
+        self.seed, self.no_aug, self.name, self.epoch = seed, no_aug, name, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int):
+        from data.sample import build_sample
+
+        return build_sample(self.records.entry(i), sample_rng(self.seed, self.epoch, i), self.train, self.model_cfg,
+                            no_aug=self.no_aug)
+
+
+def data_root(cfg: Config) -> Path | None:
+    return Path(cfg.paths.data_root) if cfg.paths.data_root else None
+
+
+def load_split(cfg: Config, name: str, split: str, train: bool) -> SampleDataset:
+    """One catalog dataset's split as samples (HumanData sets; the own-format loaders are not there yet)."""
+    from common.nets import body_model_dir
+    from data.cache import load_dataset
+    from data.catalog import get_spec
+
+    spec = get_spec(name)
+    if spec.loader != "humandata":
+        raise ConfigError(f"dataset {name} has its own annotation format, whose loader is not implemented yet; "
+                          f"remove it from data.trainset_3d / trainset_2d / testset (HumanData sets work)")
+    interval = cfg.data.sample_interval.get(name) if train else None
+    records = load_dataset(name, split, data_root=data_root(cfg), sample_interval=interval,
+                           bbox_ratio=cfg.data.bbox_ratio, body_model_dir=body_model_dir(cfg))
+    return SampleDataset(records, train, cfg.model, cfg.train.seed, cfg.data.no_aug, name)
+
+
+def build_train_dataset(cfg: Config) -> Dataset:
+    """Every configured training set, mixed by ``data.data_strategy`` ('balance': ``data.total_data_len``)."""
+    from data.mixed import MixedDataset
+
+    names = [*cfg.data.trainset_3d, *cfg.data.trainset_2d, *cfg.data.trainset_humandata]
+    if not names:
+        raise ConfigError("no training sets: set data.trainset_humandata (and/or trainset_3d, trainset_2d)")
+    parts = [load_split(cfg, name, "train", train=True) for name in names]
+    total = cfg.data.total_data_len if cfg.data.data_strategy == "balance" else "auto"
+    return MixedDataset(parts, strategy=cfg.data.data_strategy, total_len=total, seed=cfg.train.seed)

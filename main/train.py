@@ -1,0 +1,112 @@
+"""Train SMPLer-X: one process (CPU or GPU), ``torchrun``, or SLURM (``main/slurm_train.sh``).
+
+    .venv/bin/python -m main.train --config smpler_x_h32 [--exp_name NAME] [--resume auto|PATH] [key=value ...]
+    .venv/bin/torchrun --nproc_per_node 8 -m main.train --config smpler_x_h32 --exp_name h32
+    bash main/slurm_train.sh h32 16 config_smpler_x_h32.py
+
+Run folder: ``output/train_<exp_name>_<YYYYmmdd_HHMMSS>/`` (``--run-dir`` to choose it) with ``model_dump/``
+(``snapshot_<epoch>.pth.tar``), ``log/train_logs.txt``, ``log/tb/`` (TensorBoard), ``config.json``,
+``git_rev.txt``. ``--resume auto`` continues the newest run of the same name from its newest checkpoint (so a
+requeued SLURM job resumes by itself); ``--resume PATH`` from a given checkpoint. Initialisation: the encoder from
+``paths.encoder_pretrained`` (ViTPose) when set, or everything from ``paths.pretrained_model`` (a released SMPLer-X
+checkpoint, for fine-tuning).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from common.errors import UserError
+
+log = logging.getLogger("smplerx.train")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m main.train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="config name or file (e.g. smpler_x_h32, config_smpler_x_h32.py)")
+    p.add_argument("--exp_name", default=None, help="run name (default: the config name)")
+    p.add_argument("--run-dir", default=None, help="run folder (default: output/train_<exp_name>_<time>)")
+    p.add_argument("--resume", default=None, help="'auto' (newest checkpoint of the newest run of this name) or PATH")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--num_gpus", type=int, default=None, help=argparse.SUPPRESS)  # accepted for the original's CLI
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-4")
+    return p.parse_args(argv)
+
+
+def find_resume(run_root: Path, exp_name: str) -> tuple[Path | None, Path | None]:
+    """(run folder, checkpoint) of the newest run named ``exp_name`` that has a checkpoint, else (None, None)."""
+    runs = sorted(run_root.glob(f"train_{exp_name}_*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for run in runs:
+        ckpts = sorted((run / "model_dump").glob("snapshot_*.pth.tar"), key=lambda p: p.stat().st_mtime)
+        if ckpts:
+            return run, ckpts[-1]
+    return None, None
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from common import paths
+    from common.config import load_config
+    from common.engine.trainer import Trainer
+    from common.utils.dist import all_gather_object, cleanup, init_distributed
+
+    cfg = load_config(args.config, args.overrides)
+    dist_info = init_distributed(device=args.device)
+    exp = args.exp_name or cfg.name
+    torch.manual_seed(cfg.train.seed)
+
+    run_dir, resume_ckpt = (Path(args.run_dir), None) if args.run_dir else (None, None)
+    if args.resume == "auto":
+        found_dir, found_ckpt = find_resume(paths.OUTPUT_DIR, exp) if run_dir is None else (
+            run_dir, max((run_dir / "model_dump").glob("snapshot_*.pth.tar"), key=lambda p: p.stat().st_mtime,
+                         default=None))
+        run_dir, resume_ckpt = found_dir or run_dir, found_ckpt
+    elif args.resume:
+        resume_ckpt = Path(args.resume)
+        run_dir = run_dir or resume_ckpt.resolve().parent.parent
+    if run_dir is None:  # every rank must use rank 0's folder name (their clocks differ)
+        name = f"train_{exp}_{time.strftime('%Y%m%d_%H%M%S')}"
+        run_dir = paths.OUTPUT_DIR / all_gather_object(name)[0]
+
+    from data.datasets import build_train_dataset, collate
+    from main.steps import build_training_model, smplerx_step
+
+    model, body_models = build_training_model(cfg, dist_info.device)
+    dataset = build_train_dataset(cfg)
+    log.info("training set: %d samples per epoch", len(dataset))
+    step = smplerx_step(cfg, body_models)
+    trainer = Trainer(cfg, model, dataset, step, run_dir, dist_info, collate_fn=collate,
+                      progress=not args.no_progress)
+    if resume_ckpt is not None:
+        trainer.resume(resume_ckpt)
+    try:
+        trainer.fit()
+        # every rank reports a checksum of its final weights: DDP keeps them identical (tests compare them)
+        checksum = sum(float(p.detach().double().sum()) for p in trainer.model.parameters())
+        log.warning("rank %d final weights checksum %.10e", dist_info.rank, checksum)
+    finally:
+        trainer.close()
+        cleanup()
+    log.info("done: %s", run_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

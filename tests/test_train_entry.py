@@ -1,0 +1,94 @@
+"""Training through the real entry point on the synthetic set: it learns; 2-process gloo DDP; SLURM."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from common import paths
+
+PY = sys.executable
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory, body_model_dir):
+    from data.synthetic_humandata import prepare_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synthetic_data")
+    prepare_synthetic_dataset(root, body_model_dir, n_train=16, n_test=4)
+    return root
+
+
+def _overrides(synthetic, body_model_dir, *extra):
+    return [f"paths.data_root={synthetic}", f"paths.body_model_dir={body_model_dir}", *extra]
+
+
+def _losses(log_text: str) -> list[float]:
+    return [float(x) for x in re.findall(r"\| loss ([0-9.]+) \|", log_text)]
+
+
+def test_synthetic_training_learns(tmp_path, synthetic, body_model_dir):
+    from main import train
+
+    run = tmp_path / "run"
+    code = train.main(["--config", "smpler_x_synthetic", "--run-dir", str(run), "--no-progress",
+                       *_overrides(synthetic, body_model_dir, "train.end_epoch=6")])
+    assert code == 0
+    losses = _losses((run / "log" / "train_logs.txt").read_text())
+    assert len(losses) == 6 and losses[-1] < 0.75 * losses[0], losses
+    assert sorted(p.name for p in (run / "model_dump").iterdir()) == [f"snapshot_{e}.pth.tar" for e in range(6)]
+    assert (run / "config.json").is_file() and (run / "log" / "tb").is_dir()
+    # the checkpoint rebuilds the model for inference by itself (config inside)
+    from common.engine.predictor import load_model
+
+    model, cfg = load_model(run / "model_dump" / "snapshot_5.pth.tar", body_model_dir=body_model_dir)
+    assert cfg.name == "smpler_x_synthetic" and cfg.model.encoder_size == "tiny"
+
+
+def test_two_process_gloo_ranks_end_identical(tmp_path, synthetic, body_model_dir):
+    torchrun = Path(PY).with_name("torchrun")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(paths.REPO_ROOT))
+    out = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29531", "-m", "main.train",
+                          "--config", "smpler_x_synthetic", "--run-dir", str(tmp_path / "ddp"), "--no-progress",
+                          *_overrides(synthetic, body_model_dir, "train.end_epoch=1", "train.batch_size=2")],
+                         cwd=paths.REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    sums = dict(re.findall(r"rank (\d) final weights checksum ([-0-9.e+]+)", text))
+    assert set(sums) == {"0", "1"} and sums["0"] == sums["1"], text[-2000:]
+    assert "distributed: torchrun, rank" in text
+    assert (tmp_path / "ddp" / "model_dump" / "snapshot_0.pth.tar").is_file()
+
+
+def _slurm_ready() -> str | None:
+    if shutil.which("srun") is None or shutil.which("sinfo") is None:
+        return "SLURM is not installed (CI starts it with scripts/slurm_local.sh)"
+    state = subprocess.run(["sinfo", "-h", "-o", "%a %T"], capture_output=True, text=True, timeout=30).stdout
+    if "up" not in state or not re.search(r"idle|mix", state):
+        return f"no idle SLURM node (sinfo: {state.strip()!r})"
+    return None
+
+
+def test_slurm_train_script_runs_two_tasks(tmp_path, synthetic, body_model_dir):
+    why = _slurm_ready()
+    if why:
+        if os.environ.get("SMPLERX_REQUIRE_SLURM") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    env = dict(os.environ, GRES="", CPUS_PER_TASK="1", OMP_NUM_THREADS="1", PYTHON=PY,
+               SMPLERX_OUTPUT_DIR=str(tmp_path / "output"))
+    job = f"pytest_{os.getpid()}"
+    out = subprocess.run(["bash", "main/slurm_train.sh", job, "2", "smpler_x_synthetic", "--no-progress",
+                          *_overrides(synthetic, body_model_dir, "train.end_epoch=1", "train.batch_size=2")],
+                         cwd=paths.REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    assert "distributed: slurm, rank 0/2" in text
+    sums = dict(re.findall(r"rank (\d) final weights checksum ([-0-9.e+]+)", text))
+    assert set(sums) == {"0", "1"} and sums["0"] == sums["1"], text[-2000:]
+    runs = list((tmp_path / "output").glob(f"train_{job}_*"))
+    assert len(runs) == 1 and (runs[0] / "model_dump" / "snapshot_0.pth.tar").is_file()
