@@ -32,13 +32,10 @@ from common.errors import UserError
 log = logging.getLogger("smplerx.inference")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m main.inference", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_model_arguments(p: argparse.ArgumentParser, input_help: str) -> None:
+    """The arguments every inference command shares: checkpoint, input, output, body model, config, device."""
     p.add_argument("--ckpt", required=True, help="SMPLer-X checkpoint (.pth.tar): released or a training snapshot")
-    p.add_argument("--input", required=True, help="image file")
-    p.add_argument("--bbox", action="append", default=[], metavar="X,Y,W,H",
-                   help="person box in pixels; repeat for several people; default: the whole image")
+    p.add_argument("--input", required=True, help=input_help)
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--body-model-dir", default=None,
                    help="folder holding smplx/ (default: common/utils/human_model_files)")
@@ -46,6 +43,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="config name or file (default: the checkpoint's own, or its size detected from the weights)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA); changes outputs slightly")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m main.inference", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(p, "image file")
+    p.add_argument("--bbox", action="append", default=[], metavar="X,Y,W,H",
+                   help="person box in pixels; repeat for several people; default: the whole image")
     p.add_argument("--no-vis", action="store_true", help="do not write the overlay image")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. model.upscale=4")

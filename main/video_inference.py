@@ -76,6 +76,7 @@ from typing import Any
 import numpy as np
 
 from common.errors import InputError, UserError
+from main.inference import add_model_arguments
 
 log = logging.getLogger("smplerx.video_inference")
 
@@ -95,15 +96,7 @@ GLTF_FLOAT, GLTF_UINT32, GLTF_TRIANGLES = 5126, 5125, 4
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m main.video_inference", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", required=True, help="SMPLer-X checkpoint (.pth.tar): released or a training snapshot")
-    p.add_argument("--input", required=True, help="video file, image, or folder of images")
-    p.add_argument("--output", required=True, help="output folder")
-    p.add_argument("--body-model-dir", default=None,
-                   help="folder holding smplx/ (default: common/utils/human_model_files)")
-    p.add_argument("--config", default=None,
-                   help="config name or file (default: the checkpoint's own, or its size detected from the weights)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA); changes outputs slightly")
+    add_model_arguments(p, "video file, image, or folder of images")
     p.add_argument("--fps", type=float, default=None,
                    help="resample to this frame rate (default: every frame of the source; folders: 30)")
     p.add_argument("--start", type=float, default=0.0, help="first time to process, seconds (default 0)")
