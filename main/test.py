@@ -1,0 +1,130 @@
+"""Evaluate a SMPLer-X checkpoint on benchmark test sets.
+
+    .venv/bin/python -m main.test --ckpt output/train_x/model_dump/snapshot_9.pth.tar --testset EgoBody_Egocentric
+    .venv/bin/python -m main.test --run-dir output/train_x --epoch 9 --testset ARCTIC RenBody_HiRes [--vis]
+
+The model is rebuilt from the checkpoint (its saved config, or the size detected from released weights). Results go
+to ``output/test_<name>_ep<epoch>_<testset>_<time>/`` (or ``--output``): ``result.json`` (every metric, mm),
+``per_sample.csv``, and with ``--vis`` one ``vis/<n>.npz`` of predicted SMPL-X parameters per sample; a table is
+printed. HumanData test sets (EgoBody_Egocentric, ARCTIC, RenBody_HiRes, Behave, SPEC, Synthetic, ...) are scored
+against pseudo-GT meshes from their SMPL-X fits with the 14 whole-body metrics of the original; the loaders of
+EHF, AGORA, UBody and 3DPW (own annotation formats) are still to come.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from common.errors import UserError
+
+log = logging.getLogger("smplerx.test")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m main.test", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", default=None, help="checkpoint to evaluate")
+    p.add_argument("--run-dir", default=None, help="a training run folder (with --epoch), as the original")
+    p.add_argument("--epoch", type=int, default=None, help="snapshot epoch in --run-dir (default: the newest)")
+    p.add_argument("--testset", nargs="+", required=True, help="test set name(s) from data/catalog.py")
+    p.add_argument("--output", default=None, help="result folder (default: output/test_<name>_ep<N>_<set>_<time>)")
+    p.add_argument("--body-model-dir", default=None, help="folder holding smplx/ (default: the checkpoint's)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=None, help="default: test.batch_size of the config")
+    p.add_argument("--vis", action="store_true", help="also save each sample's predicted parameters")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. paths.data_root=...")
+    return p.parse_args(argv)
+
+
+def resolve_checkpoint(args: argparse.Namespace) -> Path:
+    if args.ckpt:
+        return Path(args.ckpt)
+    if not args.run_dir:
+        raise UserError("give --ckpt PATH, or --run-dir DIR [--epoch N]")
+    dump = Path(args.run_dir) / "model_dump"
+    if args.epoch is not None:
+        return dump / f"snapshot_{args.epoch}.pth.tar"
+    snaps = sorted(dump.glob("snapshot_[0-9]*.pth.tar"), key=lambda p: int(p.name.split("_")[1].split(".")[0]))
+    if not snaps:
+        raise UserError(f"no snapshot_<epoch>.pth.tar in {dump}")
+    return snaps[-1]
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        run(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    import numpy as np
+    import torch
+    from torch.utils.data import DataLoader
+
+    from common import paths
+    from common.body_model import load_eval_assets
+    from common.engine.evaluator import WholeBodyEvaluator, format_table, mpe
+    from common.engine.predictor import load_model, resolve_device
+    from common.nets import body_model_dir
+    from common.utils.io import save_npz
+    from data.datasets import collate, load_split
+
+    ckpt = resolve_checkpoint(args)
+    device = resolve_device(args.device)
+    model, cfg = load_model(ckpt, None, tuple(args.overrides), args.body_model_dir, device)
+    assets = load_eval_assets(body_model_dir(cfg))
+    epoch = ckpt.name.split("_")[1].split(".")[0] if ckpt.name.startswith("snapshot_") else "x"
+    results: dict[str, dict[str, float]] = {}
+    for name in args.testset:
+        dataset = load_split(cfg, name, "test", train=False)
+        loader = DataLoader(dataset, batch_size=args.batch_size or cfg.test.batch_size, shuffle=False,
+                            num_workers=cfg.train.num_workers, collate_fn=collate)
+        out_dir = Path(args.output) / name if args.output and len(args.testset) > 1 else (
+            Path(args.output) if args.output else
+            paths.OUTPUT_DIR / f"test_{cfg.name}_ep{epoch}_{name}_{time.strftime('%Y%m%d_%H%M%S')}")
+        evaluator = WholeBodyEvaluator(name, assets, body_model=model.body_model)
+        n = 0
+        with torch.no_grad():
+            for inputs, targets, meta in loader:
+                out = {k: v.cpu().numpy() for k, v in model(inputs["img"].to(device)).to_dict().items()}
+                evaluator.process(out, targets, meta)
+                if args.vis:
+                    for i in range(len(out["smplx_root_pose"])):
+                        save_npz(out_dir / "vis" / f"{n}.npz", **_vis_params(out, i, targets), img_path=np.array(
+                            meta["img_path"][i]))
+                        n += 1
+        summary = evaluator.evaluate()
+        evaluator.write(out_dir, summary)
+        print(format_table(f"{name} ({len(evaluator.records)} samples, {ckpt})", summary))
+        print(f"results: {out_dir / 'result.json'}")
+        results[name] = summary
+    value = mpe(results)
+    if value is not None:
+        print(f"MPE (AGORA, EgoBody, UBody, 3DPW, EHF): {value:.2f} mm")
+    return results
+
+
+def _vis_params(out, i, targets):
+    """One sample's predicted SMPL-X parameters in the npz layout of the original's --vis (transl = GT)."""
+    import numpy as np
+
+    pick = {"global_orient": "smplx_root_pose", "body_pose": "smplx_body_pose", "left_hand_pose": "smplx_lhand_pose",
+            "right_hand_pose": "smplx_rhand_pose", "jaw_pose": "smplx_jaw_pose"}
+    params = {k: out[v][i].reshape(-1, 3) for k, v in pick.items()}
+    params.update(leye_pose=np.zeros((1, 3)), reye_pose=np.zeros((1, 3)), betas=out["smplx_shape"][i].reshape(1, -1),
+                  expression=out["smplx_expr"][i].reshape(1, -1),
+                  transl=np.asarray(targets["smplx_cam_trans"][i]).reshape(1, 3))
+    return params
+
+
+if __name__ == "__main__":
+    sys.exit(main())
