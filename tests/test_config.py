@@ -76,3 +76,24 @@ def test_round_trip_through_json(caplog):
     assert config_from_dict(d) == cfg  # ignored with a warning
     assert "some_future_key" in caplog.text
     assert config_from_dict({}) == Config()
+
+
+@pytest.mark.parametrize("size", ["s", "b", "l", "h"])
+@pytest.mark.parametrize("n,total,n_sets", [(5, 750_000, 5), (10, 1_500_000, 10), (20, 3_000_000, 20),
+                                            (32, 4_500_000, 32)])
+def test_scaling_grid(size, n, total, n_sets):
+    cfg = load_config(f"config_smpler_x_{size}{n}.py")
+    d = cfg.data
+    assert cfg.model.encoder_size == size and d.total_data_len == total
+    assert len(d.trainset_3d) + len(d.trainset_2d) + len(d.trainset_humandata) == n_sets
+    assert cfg.train.batch_size == (16 if size == "h" else 32)
+    assert cfg.train.lr == (2e-5 if (size, n) == ("l", 5) else 1e-5)
+    assert d.sample_interval.get("RenBody", 1) == (1 if n == 32 else 10)
+
+
+@pytest.mark.parametrize("name", ["agora", "3dpw", "arctic", "egobody", "renbody", "ubody"])
+def test_fine_tune_configs(name):
+    cfg = load_config(f"config_ft_{name}.py")
+    assert cfg.model.encoder_size == "h" and cfg.train.end_epoch == 5 and cfg.train.min_lr == 5e-7
+    assert cfg.data.total_data_len == 1_000_000 and cfg.paths.pretrained_model
+    assert cfg.model.detach_joint_projection == (name == "agora")

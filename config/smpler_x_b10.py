@@ -1,0 +1,7 @@
+"""SMPLer-X-B10: the original's config_smpler_x_b10.py (see config/_grid.py)."""
+
+from config._grid import grid_config
+
+
+def get_config():
+    return grid_config("b", 10)

@@ -1,0 +1,7 @@
+"""SMPLer-X-L20: the original's config_smpler_x_l20.py (see config/_grid.py)."""
+
+from config._grid import grid_config
+
+
+def get_config():
+    return grid_config("l", 20)

@@ -1,0 +1,7 @@
+"""SMPLer-X-S10: the original's config_smpler_x_s10.py (see config/_grid.py)."""
+
+from config._grid import grid_config
+
+
+def get_config():
+    return grid_config("s", 10)
