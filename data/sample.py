@@ -21,11 +21,12 @@ import numpy as np
 
 from common.body_model import joint_sets as js
 from common.config import ModelConfig
-from common.utils.image import load_image
+from common.utils.image import load_image, load_image_uint8
 from data.transforms import (
     AugParams,
     TargetOptions,
     augment,
+    augment_fast,
     box_targets,
     get_aug_config,
     keypoint_depth_bins,
@@ -95,10 +96,12 @@ def build_sample(entry: dict[str, Any], rng: np.random.Generator, train: bool, m
     The image size used for flipping is that of the loaded image (the crop is flipped with it too, so keypoints
     and pixels stay aligned even when an annotation's ``img_shape`` is off).
     """
-    img = load_image(entry["img_path"])
+    # training: the cheaper uint8 crop (augment_fast); evaluation keeps the original's exact float path
+    img = load_image_uint8(entry["img_path"]) if train else load_image(entry["img_path"])
     img_h, img_w = img.shape[:2]
     aug = get_aug_config(rng) if train and not no_aug else AugParams.identity()
-    crop, img2bb, bb2img = augment(img, np.asarray(entry["bbox"], np.float32), aug, model_cfg.input_img_shape)
+    crop_fn = augment_fast if train else augment
+    crop, img2bb, bb2img = crop_fn(img, np.asarray(entry["bbox"], np.float32), aug, model_cfg.input_img_shape)
     inputs = {"img": np.ascontiguousarray(crop.transpose(2, 0, 1) / 255.0, dtype=np.float32)}
 
     camera = entry.get("camera") or {}

@@ -38,7 +38,7 @@ import numpy as np
 
 from common.body_model import joint_sets as js
 from common.config import ModelConfig
-from common.utils.image import generate_patch_image
+from common.utils.image import crop_transform, generate_patch_image
 
 # Augmentation ranges of the original get_aug_config (facts 4.3).
 SCALE_FACTOR = 0.25  # scale = 1 + 0.25 * clip(N(0, 1), -1, 1)
@@ -135,6 +135,29 @@ def augment(img: np.ndarray, bbox: np.ndarray, aug: AugParams, out_shape: tuple[
     crop, img2bb, bb2img = generate_patch_image(img, bbox, aug.scale, aug.rot, aug.do_flip, out_shape)
     crop = np.clip(crop * np.asarray(aug.color_scale, np.float32)[None, None, :], 0.0, 255.0)
     return crop.astype(np.float32), img2bb, bb2img
+
+
+def augment_fast(img: np.ndarray, bbox: np.ndarray, aug: AugParams, out_shape: tuple[int, int]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`augment` for training, ~5x cheaper on large images: the uint8 image is warped directly (no
+    full-image float copy) and the flip is folded into the warp matrix (no mirrored copy). Same ``img2bb`` /
+    ``bb2img``; pixels differ from :func:`augment` only by the uint8 rounding of the interpolation (<= 1 level).
+    Not used for evaluation or inference, which keep the original's float path exactly.
+    """
+    img_w = img.shape[1]
+    c_x = float(bbox[0] + 0.5 * bbox[2])
+    c_y = float(bbox[1] + 0.5 * bbox[3])
+    if aug.do_flip:
+        c_x = img_w - c_x - 1
+    h, w = out_shape
+    img2bb = crop_transform(c_x, c_y, float(bbox[2]), float(bbox[3]), w, h, aug.scale, aug.rot)
+    bb2img = crop_transform(c_x, c_y, float(bbox[2]), float(bbox[3]), w, h, aug.scale, aug.rot, inverse=True)
+    m = img2bb.astype(np.float64)
+    if aug.do_flip:  # sample the mirrored image: x_flipped = W - 1 - x
+        m = m @ np.array([[-1.0, 0.0, img_w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    crop = cv2.warpAffine(img, m, (int(w), int(h)), flags=cv2.INTER_LINEAR).astype(np.float32)
+    crop = np.clip(crop * np.asarray(aug.color_scale, np.float32)[None, None, :], 0.0, 255.0)
+    return crop, img2bb, bb2img
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -30,6 +30,17 @@ def load_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, ::-1]).astype(np.float32)
 
 
+def load_image_uint8(path: str | Path) -> np.ndarray:
+    """Like :func:`load_image` but uint8 RGB (H, W, 3): skips the full-image float conversion (training path)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image not found: {path}")
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if img is None or img.size == 0:
+        raise InputError(f"cannot read image {path}: not an image OpenCV can decode (or the file is truncated)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
 def sanitize_bbox(bbox, img_width: int, img_height: int) -> np.ndarray | None:
     """Clip an xywh box to the image as the original: None if nothing of it is left (or it is degenerate)."""
     x, y, w, h = (float(v) for v in bbox)
