@@ -39,14 +39,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def find_resume(run_root: Path, exp_name: str) -> tuple[Path | None, Path | None]:
-    """(run folder, checkpoint) of the newest run named ``exp_name`` that has a checkpoint, else (None, None)."""
+def find_resume(run_root: Path, exp_name: str, end_epoch: int) -> tuple[Path | None, Path | None]:
+    """(run folder, checkpoint) of the newest *unfinished* run named ``exp_name``, else (None, None).
+
+    A run is finished when its newest checkpoint is ``snapshot_<end_epoch - 1>``: resubmitting a finished job
+    starts a new run instead of resuming nothing.
+    """
     runs = sorted(run_root.glob(f"train_{exp_name}_*"), key=lambda p: p.stat().st_mtime, reverse=True)
     for run in runs:
-        ckpts = sorted((run / "model_dump").glob("snapshot_*.pth.tar"), key=lambda p: p.stat().st_mtime)
+        ckpts = sorted((run / "model_dump").glob("snapshot_*.pth.tar"), key=_checkpoint_age)
         if ckpts:
+            if ckpts[-1].name == f"snapshot_{end_epoch - 1}.pth.tar":
+                log.info("newest run %s is finished: starting a new run", run)
+                return None, None
             return run, ckpts[-1]
     return None, None
+
+
+def _checkpoint_age(path: Path) -> tuple[float, int, int]:
+    """Sort key, newest last: write time, then a preemption snapshot before epoch snapshots of the same time."""
+    stem = path.name.split(".")[0].removeprefix("snapshot_")
+    return (path.stat().st_mtime, int(stem == "last"), int(stem) if stem.isdigit() else -1)
 
 
 def main(argv=None) -> int:
@@ -74,9 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
     run_dir, resume_ckpt = (Path(args.run_dir), None) if args.run_dir else (None, None)
     if args.resume == "auto":
-        found_dir, found_ckpt = find_resume(paths.OUTPUT_DIR, exp) if run_dir is None else (
-            run_dir, max((run_dir / "model_dump").glob("snapshot_*.pth.tar"), key=lambda p: p.stat().st_mtime,
-                         default=None))
+        found_dir, found_ckpt = find_resume(paths.OUTPUT_DIR, exp, cfg.train.end_epoch) if run_dir is None else (
+            run_dir, max((run_dir / "model_dump").glob("snapshot_*.pth.tar"), key=_checkpoint_age, default=None))
         run_dir, resume_ckpt = found_dir or run_dir, found_ckpt
     elif args.resume:
         resume_ckpt = Path(args.resume)

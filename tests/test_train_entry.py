@@ -115,3 +115,21 @@ def test_slurm_train_script_runs_two_tasks(tmp_path, synthetic, body_model_dir):
     assert set(sums) == {"0", "1"} and sums["0"] == sums["1"], text[-2000:]
     runs = list((tmp_path / "output").glob(f"train_{job}_*"))
     assert len(runs) == 1 and (runs[0] / "model_dump" / "snapshot_0.pth.tar").is_file()
+
+
+def test_resume_auto_continues_unfinished_runs_only(tmp_path):
+    from main.train import find_resume
+
+    def run(name, snaps):
+        d = tmp_path / name / "model_dump"
+        d.mkdir(parents=True)
+        for s in snaps:
+            (d / s).write_bytes(b"x")
+        return tmp_path / name
+
+    assert find_resume(tmp_path, "job", 3) == (None, None)
+    unfinished = run("train_job_20260101_000000", ["snapshot_0.pth.tar", "snapshot_last.pth.tar"])
+    assert find_resume(tmp_path, "job", 3) == (unfinished, unfinished / "model_dump" / "snapshot_last.pth.tar")
+    os.utime(unfinished, (1, 1))  # make the finished run below the newest
+    run("train_job_20260102_000000", ["snapshot_0.pth.tar", "snapshot_1.pth.tar", "snapshot_2.pth.tar"])
+    assert find_resume(tmp_path, "job", 3) == (None, None)
