@@ -44,8 +44,11 @@ def build_training_model(cfg: Config, device: torch.device):
     else:
         log.warning("no paths.encoder_pretrained: the encoder starts from random weights")
     bm_dir = body_model_dir(cfg)
-    body_models = {g: SMPLXLayer(bm_dir, gender=g).to(device) for g in ("neutral", "male", "female")}
-    return model.to(device), body_models
+    model.to(device)
+    # the neutral layer is the model's own (already loaded); targets also use the gendered ones
+    body_models = {"neutral": model.body_model,
+                   **{g: SMPLXLayer(bm_dir, gender=g).to(device) for g in ("male", "female")}}
+    return model, body_models
 
 
 def smplerx_step(cfg: Config, body_models: dict) -> Callable:

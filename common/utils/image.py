@@ -20,6 +20,11 @@ def load_image(path: str | Path) -> np.ndarray:
 
     EXIF orientation is ignored, as in the original (boxes refer to the stored pixel grid).
     """
+    return load_image_uint8(path).astype(np.float32)
+
+
+def load_image_uint8(path: str | Path) -> np.ndarray:
+    """Read an image as uint8 RGB (H, W, 3) (the training path skips the full-image float conversion)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image not found: {path}")
@@ -27,17 +32,6 @@ def load_image(path: str | Path) -> np.ndarray:
     if img is None or img.size == 0:
         raise InputError(f"cannot read image {path}: not an image OpenCV can decode (or the file is truncated); "
                          "use a JPEG/PNG/BMP/TIFF/WebP file")
-    return np.ascontiguousarray(img[:, :, ::-1]).astype(np.float32)
-
-
-def load_image_uint8(path: str | Path) -> np.ndarray:
-    """Like :func:`load_image` but uint8 RGB (H, W, 3): skips the full-image float conversion (training path)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"image not found: {path}")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if img is None or img.size == 0:
-        raise InputError(f"cannot read image {path}: not an image OpenCV can decode (or the file is truncated)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
