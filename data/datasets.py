@@ -44,16 +44,19 @@ def data_root(cfg: Config) -> Path | None:
 
 
 def load_split(cfg: Config, name: str, split: str, train: bool) -> SampleDataset:
-    """One catalog dataset's split as samples (HumanData sets; the own-format loaders are not there yet)."""
+    """One catalog dataset's split as samples: HumanData (cached reader) or an own-format loader (data/formats)."""
     from common.nets import body_model_dir
     from data.cache import load_dataset
     from data.catalog import get_spec
 
     spec = get_spec(name)
-    if spec.loader != "humandata":
-        raise ConfigError(f"dataset {name} has its own annotation format, whose loader is not implemented yet; "
-                          f"remove it from data.trainset_3d / trainset_2d / testset (HumanData sets work)")
     interval = cfg.data.sample_interval.get(name) if train else None
+    if spec.loader == "own":
+        from data.formats import load_own
+
+        records = load_own(name, split, data_root=data_root(cfg), sample_interval=interval,
+                           bbox_ratio=cfg.data.bbox_ratio, body_model_dir=body_model_dir(cfg))
+        return SampleDataset(records, train, cfg.model, cfg.train.seed, cfg.data.no_aug, name)
     records = load_dataset(name, split, data_root=data_root(cfg), sample_interval=interval,
                            bbox_ratio=cfg.data.bbox_ratio, body_model_dir=body_model_dir(cfg))
     return SampleDataset(records, train, cfg.model, cfg.train.seed, cfg.data.no_aug, name)

@@ -122,7 +122,14 @@ def build_sample(entry: dict[str, Any], rng: np.random.Generator, train: bool, m
         meta = {"img_path": str(entry["img_path"]), "bb2img_trans": bb2img, "img2bb_trans": img2bb,
                 "bbox": _f32(entry["bbox"]), "gt_smplx_transl": trans.copy(), "has_smplx": _scalar(has_smplx),
                 "smplx_pose_valid": pose_valid, "smplx_shape_valid": _scalar(shape_valid),
-                "smplx_expr_valid": _scalar(expr_valid)}
+                "smplx_expr_valid": _scalar(expr_valid),
+                "img_shape": np.array([img_h, img_w], np.float32)}
+        # own-format test sets: extra ground truth (EHF / AGORA meshes, 3DPW SMPL parameters) and meta (data/formats)
+        if entry.get("gt") or entry.get("meta"):
+            from data.formats.base import materialize
+
+            targets.update(materialize(entry.get("gt")))
+            meta.update(materialize(entry.get("meta")))
         return inputs, targets, meta
 
     # keypoint targets

@@ -7,8 +7,8 @@ The model is rebuilt from the checkpoint (its saved config, or the size detected
 to ``output/test_<name>_ep<epoch>_<testset>_<time>/`` (or ``--output``): ``result.json`` (every metric, mm),
 ``per_sample.csv``, and with ``--vis`` one ``vis/<n>.npz`` of predicted SMPL-X parameters per sample; a table is
 printed. HumanData test sets (EgoBody_Egocentric, ARCTIC, RenBody_HiRes, Behave, SPEC, Synthetic, ...) are scored
-against pseudo-GT meshes from their SMPL-X fits with the 14 whole-body metrics of the original; the loaders of
-EHF, AGORA, UBody and 3DPW (own annotation formats) are still to come.
+against pseudo-GT meshes from their SMPL-X fits with the 14 whole-body metrics of the original; EHF, AGORA, UBody
+and 3DPW (own annotation formats, data/formats/) with their benchmark's protocol (facts sheet section 6).
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ckpt", default=None, help="checkpoint to evaluate")
     p.add_argument("--run-dir", default=None, help="a training run folder (with --epoch), as the original")
     p.add_argument("--epoch", type=int, default=None, help="snapshot epoch in --run-dir (default: the newest)")
-    p.add_argument("--testset", nargs="+", required=True, help="test set name(s) from data/catalog.py")
+    p.add_argument("--testset", nargs="+", required=True,
+                   help="test set name(s) from data/catalog.py, NAME or NAME:split (AGORA = AGORA:val; AGORA:test "
+                        "writes the submission files)")
     p.add_argument("--output", default=None, help="result folder (default: output/test_<name>_ep<N>_<set>_<time>)")
     p.add_argument("--body-model-dir", default=None, help="folder holding smplx/ (default: the checkpoint's)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -38,6 +40,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--vis", action="store_true", help="also save each sample's predicted parameters")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. paths.data_root=...")
     return p.parse_args(argv)
+
+
+def default_split(name: str) -> str:
+    """The split a bare test-set name evaluates: AGORA's validation set (its test split has no ground truth, only
+    submission files), otherwise 'test'."""
+    return "val" if name == "AGORA" else "test"
+
+
+def parse_testset(item: str) -> tuple[str, str]:
+    """``NAME`` or ``NAME:split`` (e.g. ``AGORA:test`` writes the AGORA test submission) -> (name, split)."""
+    from data.catalog import get_spec
+
+    name, _, split = item.partition(":")
+    spec = get_spec(name)
+    split = split or default_split(spec.name)
+    if split not in spec.files:
+        raise UserError(f"test set {spec.name} has no '{split}' split (it has: {', '.join(spec.splits)})")
+    return spec.name, split
 
 
 def resolve_checkpoint(args: argparse.Namespace) -> Path:
@@ -72,11 +92,12 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
     from common import paths
     from common.body_model import load_eval_assets
-    from common.engine.evaluator import WholeBodyEvaluator, format_table, mpe
+    from common.engine.evaluator import format_table, mpe
     from common.engine.predictor import load_model, resolve_device
     from common.nets import body_model_dir
     from common.utils.io import save_npz
     from data.datasets import collate, load_split
+    from data.formats import EvalContext, evaluator_for
 
     ckpt = resolve_checkpoint(args)
     device = resolve_device(args.device)
@@ -84,14 +105,17 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     assets = load_eval_assets(body_model_dir(cfg))
     epoch = ckpt.name.split("_")[1].split(".")[0] if ckpt.name.startswith("snapshot_") else "x"
     results: dict[str, dict[str, float]] = {}
-    for name in args.testset:
-        dataset = load_split(cfg, name, "test", train=False)
+    for item in args.testset:
+        name, split = parse_testset(item)
+        dataset = load_split(cfg, name, split, train=False)
         loader = DataLoader(dataset, batch_size=args.batch_size or cfg.test.batch_size, shuffle=False,
                             num_workers=cfg.train.num_workers, collate_fn=collate)
-        out_dir = Path(args.output) / name if args.output and len(args.testset) > 1 else (
+        label = name if split in ("test", default_split(name)) else f"{name}_{split}"
+        out_dir = Path(args.output) / label if args.output and len(args.testset) > 1 else (
             Path(args.output) if args.output else
-            paths.OUTPUT_DIR / f"test_{cfg.name}_ep{epoch}_{name}_{time.strftime('%Y%m%d_%H%M%S')}")
-        evaluator = WholeBodyEvaluator(name, assets, body_model=model.body_model)
+            paths.OUTPUT_DIR / f"test_{cfg.name}_ep{epoch}_{label}_{time.strftime('%Y%m%d_%H%M%S')}")
+        evaluator = evaluator_for(name, split, EvalContext(assets, model.body_model, body_model_dir(cfg), out_dir,
+                                                          device))
         n = 0
         with torch.no_grad():
             for inputs, targets, meta in loader:
@@ -104,9 +128,9 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
                         n += 1
         summary = evaluator.evaluate()
         evaluator.write(out_dir, summary)
-        print(format_table(f"{name} ({len(evaluator.records)} samples, {ckpt})", summary))
+        print(format_table(f"{label} ({len(evaluator.records)} samples, {ckpt})", summary))
         print(f"results: {out_dir / 'result.json'}")
-        results[name] = summary
+        results[label] = summary
     value = mpe(results)
     if value is not None:
         print(f"MPE (AGORA, EgoBody, UBody, 3DPW, EHF): {value:.2f} mm")

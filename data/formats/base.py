@@ -1,0 +1,92 @@
+"""Shared pieces of the own-format loaders: the entry list, lazily loaded ground truth, the evaluation context.
+
+Entries are the plain dicts of data/sample.py (``img_path``, ``img_shape``, ``bbox`` xywh px, ``lhand_bbox`` /
+``rhand_bbox`` / ``face_bbox`` xyxy px or None, ``joint_img`` (137, 3), ``joint_cam`` (137, 3) m or None,
+``joint_valid`` (137, 1) -- per sample here --, ``smplx_param`` dict or None, ``camera`` dict, ``dataset``,
+``index``) with two optional extras used by test samples only:
+
+* ``gt``: ``{name: array or LazyArray}`` added to the test sample's ``targets`` (e.g. ``smplx_mesh_cam``
+  (10475, 3) m for EHF, read from its ``.ply`` when the sample is built);
+* ``meta``: ``{name: array or str}`` added to the test sample's ``meta_info`` (e.g. AGORA's crop affine).
+
+Values must have a fixed shape per dataset so that batches collate.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LazyArray:
+    """An array read when a sample is built (in a data-loader worker), not when the dataset is listed.
+
+    ``reader(path, *args)`` must be a module-level function (entries are pickled to worker processes).
+    """
+
+    reader: Callable[..., np.ndarray]
+    path: str
+    args: tuple = ()
+
+    def load(self) -> np.ndarray:
+        return self.reader(self.path, *self.args)
+
+
+def materialize(extra: dict[str, Any] | None) -> dict[str, Any]:
+    """``entry['gt']`` / ``entry['meta']`` with every :class:`LazyArray` read."""
+    return {k: (v.load() if isinstance(v, LazyArray) else v) for k, v in (extra or {}).items()}
+
+
+class EntryRecords:
+    """The usable samples of one own-format dataset split: a list of entries plus why others were skipped."""
+
+    def __init__(self, name: str, split: str, entries: Sequence[dict[str, Any]],
+                 skipped: dict[str, int] | Counter | None = None, info: dict[str, Any] | None = None):
+        self.name, self.split = name, split
+        self.entries = list(entries)
+        self.skipped: dict[str, int] = {k: int(v) for k, v in (skipped or {}).items() if v}
+        self.info: dict[str, Any] = dict(info or {})
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.entry(i)
+
+    def entry(self, i: int) -> dict[str, Any]:
+        """Entry ``i`` (a shallow copy with fresh top-level arrays: the caller may modify them)."""
+        e = self.entries[int(i)]
+        return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in e.items()}
+
+    def image_path(self, i: int) -> str:
+        return str(self.entries[int(i)]["img_path"])
+
+    def stats(self) -> dict[str, Any]:
+        """Records, skipped samples by reason and loader facts (JSON-able)."""
+        n = len(self)
+        with_params = sum(e.get("smplx_param") is not None for e in self.entries)
+        return {"name": self.name, "split": self.split, "records": n, "skipped": dict(self.skipped),
+                "with_smplx": with_params, **self.info}
+
+
+@dataclass
+class EvalContext:
+    """What a dataset's ``make_evaluator`` may need.
+
+    assets: :class:`common.body_model.smplx_model.EvalAssets`; body_model: the model's neutral SMPL-X layer (for
+    pseudo-GT meshes); body_model_dir: folder holding ``smplx/`` and ``smpl/``; out_dir: the result folder (AGORA
+    writes its submission files there); device: where the model runs.
+    """
+
+    assets: Any
+    body_model: Any
+    body_model_dir: Path
+    out_dir: Path
+    device: Any = "cpu"
+    options: dict[str, Any] = field(default_factory=dict)
