@@ -46,6 +46,20 @@ log = logging.getLogger(__name__)
 PREEMPT_EXIT_CODE = 124  # exit status after a preemption checkpoint (SLURM can requeue on it)
 
 
+def _numpy_state() -> dict[str, Any]:
+    """NumPy's global RNG state as plain values and a tensor, so snapshots load with ``weights_only=True``."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "gauss": float(gauss)}
+
+
+def _set_numpy_state(state: Any) -> None:
+    if isinstance(state, dict):
+        state = (state["name"], np.asarray(state["keys"], np.int64).astype(np.uint32), state["pos"],
+                 state["has_gauss"], state["gauss"])
+    np.random.set_state(state)  # a tuple: snapshots written before the plain layout
+
+
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     """The augmentation RNG of one sample: independent of workers and of where a run was resumed."""
     return np.random.default_rng([seed, epoch, index])
@@ -170,7 +184,7 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------------------------
     def checkpoint_dict(self) -> dict[str, Any]:
-        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        rng = {"python": random.getstate(), "numpy": _numpy_state(), "torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {"epoch": self.state.epoch, "iteration": self.state.iteration,
@@ -210,7 +224,7 @@ class Trainer:
         rng = ckpt.get("rng", {})
         if "python" in rng:
             random.setstate(rng["python"])
-            np.random.set_state(rng["numpy"])
+            _set_numpy_state(rng["numpy"])
             torch.set_rng_state(rng["torch"])
             if "cuda" in rng and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(rng["cuda"])
