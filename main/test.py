@@ -14,11 +14,13 @@ and 3DPW (own annotation formats, data/formats/) with their benchmark's protocol
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
 from pathlib import Path
 
+from common import paths
 from common.errors import UserError
 
 log = logging.getLogger("smplerx.test")
@@ -38,6 +40,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=None, help="default: test.batch_size of the config")
     p.add_argument("--vis", action="store_true", help="also save each sample's predicted parameters")
+    p.add_argument("--keep-going", action="store_true",
+                   help="with several test sets: evaluate the others when one fails (exit code 2 at the end)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. paths.data_root=...")
     return p.parse_args(argv)
 
@@ -77,64 +82,102 @@ def resolve_checkpoint(args: argparse.Namespace) -> Path:
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    from common.utils.dist import cleanup, get_rank
+
     try:
         run(args)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        if get_rank() == 0:  # every rank fails alike; one message is enough
+            print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        cleanup()
     return 0
 
 
 def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Evaluate every test set; with several tasks (torchrun / srun) each takes a contiguous share of the samples
+    and rank 0 writes the gathered results. Raises UserError if any test set failed (after trying the others)."""
+    from common.body_model import load_eval_assets
+    from common.engine.evaluator import mpe
+    from common.engine.predictor import load_model, resolve_device
+    from common.nets import body_model_dir
+    from common.utils.dist import all_gather_object, init_distributed
+    from common.utils.io import atomic_open
+
+    dist = init_distributed(device=args.device)
+    ckpt = resolve_checkpoint(args)
+    device = dist.device if dist.world_size > 1 else resolve_device(args.device)
+    model, cfg = load_model(ckpt, None, tuple(args.overrides), args.body_model_dir, device)
+    assets = load_eval_assets(body_model_dir(cfg))
+    epoch = ckpt.name.split("_")[1].split(".")[0] if ckpt.name.startswith("snapshot_") else "x"
+    stamp = all_gather_object(time.strftime("%Y%m%d_%H%M%S"))[0]  # every rank uses rank 0's folder names
+    results: dict[str, dict[str, float]] = {}
+    failed: dict[str, str] = {}
+    for item in args.testset:
+        try:
+            name, split = parse_testset(item)
+            label = name if split == default_split(name) else f"{name}_{split}"
+            out_dir = Path(args.output) / label if args.output and len(args.testset) > 1 else (
+                Path(args.output) if args.output else
+                paths.OUTPUT_DIR / f"test_{cfg.name}_ep{epoch}_{label}_{stamp}")
+            results[label] = evaluate_set(args, cfg, model, assets, name, split, label, out_dir, ckpt, device, dist)
+        except UserError as err:
+            if not args.keep_going:
+                raise
+            failed[item] = str(err)
+            if dist.is_main:
+                log.error("%s failed: %s", item, err)
+    value = mpe(results)
+    if dist.is_main:
+        if value is not None:
+            print(f"MPE (AGORA, EgoBody, UBody, 3DPW, EHF): {value:.2f} mm")
+        if args.output and len(args.testset) > 1:
+            with atomic_open(Path(args.output) / "summary.json", "w") as f:
+                json.dump({"checkpoint": str(ckpt), "results": results, "mpe": value, "failed": failed}, f, indent=2)
+            print(f"summary: {Path(args.output) / 'summary.json'}")
+    if failed:
+        raise UserError(f"{len(failed)} of {len(args.testset)} test set(s) failed: " +
+                        "; ".join(f"{k}: {v.splitlines()[0]}" for k, v in failed.items()))
+    return results
+
+
+def evaluate_set(args, cfg, model, assets, name, split, label, out_dir, ckpt, device, dist) -> dict[str, float]:
+    """One test set: this rank's share of the samples through the model and the evaluator; rank 0 writes."""
     import numpy as np
     import torch
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader, Subset
+    from tqdm import tqdm
 
-    from common import paths
-    from common.body_model import load_eval_assets
-    from common.engine.evaluator import format_table, mpe
-    from common.engine.predictor import load_model, resolve_device
+    from common.engine.evaluator import format_table
     from common.nets import body_model_dir
     from common.utils.io import save_npz
     from data.datasets import collate, load_split
     from data.formats import EvalContext, evaluator_for
 
-    ckpt = resolve_checkpoint(args)
-    device = resolve_device(args.device)
-    model, cfg = load_model(ckpt, None, tuple(args.overrides), args.body_model_dir, device)
-    assets = load_eval_assets(body_model_dir(cfg))
-    epoch = ckpt.name.split("_")[1].split(".")[0] if ckpt.name.startswith("snapshot_") else "x"
-    results: dict[str, dict[str, float]] = {}
-    for item in args.testset:
-        name, split = parse_testset(item)
-        dataset = load_split(cfg, name, split, train=False)
-        loader = DataLoader(dataset, batch_size=args.batch_size or cfg.test.batch_size, shuffle=False,
-                            num_workers=cfg.train.num_workers, collate_fn=collate)
-        label = name if split in ("test", default_split(name)) else f"{name}_{split}"
-        out_dir = Path(args.output) / label if args.output and len(args.testset) > 1 else (
-            Path(args.output) if args.output else
-            paths.OUTPUT_DIR / f"test_{cfg.name}_ep{epoch}_{label}_{time.strftime('%Y%m%d_%H%M%S')}")
-        evaluator = evaluator_for(name, split, EvalContext(assets, model.body_model, body_model_dir(cfg), out_dir,
-                                                          device))
-        n = 0
-        with torch.no_grad():
-            for inputs, targets, meta in loader:
-                out = {k: v.cpu().numpy() for k, v in model(inputs["img"].to(device)).to_dict().items()}
-                evaluator.process(out, targets, meta)
-                if args.vis:
-                    for i in range(len(out["smplx_root_pose"])):
-                        save_npz(out_dir / "vis" / f"{n}.npz", **_vis_params(out, i, targets), img_path=np.array(
-                            meta["img_path"][i]))
-                        n += 1
-        summary = evaluator.evaluate()
+    dataset = load_split(cfg, name, split, train=False)
+    n_all = len(dataset)
+    lo, hi = n_all * dist.rank // dist.world_size, n_all * (dist.rank + 1) // dist.world_size
+    loader = DataLoader(Subset(dataset, range(lo, hi)), batch_size=args.batch_size or cfg.test.batch_size,
+                        shuffle=False, num_workers=cfg.train.num_workers, collate_fn=collate)
+    evaluator = evaluator_for(name, split, EvalContext(assets, model.body_model, body_model_dir(cfg), out_dir, device))
+    n = lo
+    with torch.no_grad():
+        for inputs, targets, meta in tqdm(loader, desc=label, unit="batch", disable=not dist.is_main or
+                                          args.no_progress):
+            out = {k: v.cpu().numpy() for k, v in model(inputs["img"].to(device)).to_dict().items()}
+            evaluator.process(out, targets, meta)
+            if args.vis:
+                for i in range(len(out["smplx_root_pose"])):
+                    save_npz(out_dir / "vis" / f"{n}.npz", **_vis_params(out, i, targets),
+                             img_path=np.array(meta["img_path"][i]))
+                    n += 1
+    summary = evaluator.evaluate()  # gathers every rank's samples
+    if dist.is_main:
         evaluator.write(out_dir, summary)
         print(format_table(f"{label} ({len(evaluator.records)} samples, {ckpt})", summary))
         print(f"results: {out_dir / 'result.json'}")
-        results[label] = summary
-    value = mpe(results)
-    if value is not None:
-        print(f"MPE (AGORA, EgoBody, UBody, 3DPW, EHF): {value:.2f} mm")
-    return results
+    return summary
 
 
 def _vis_params(out, i, targets):
