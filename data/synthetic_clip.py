@@ -3,7 +3,7 @@
 Every person is drawn like a :mod:`data.synthetic_humandata` training image (same pose ranges, outfits, painter,
 background style and pinhole camera), so a model trained on the ``Synthetic`` set sees in-distribution frames.
 Over the clip each person blends from one random pose to another (body, hands, jaw and the yaw of the whole body),
-walks sideways and keeps its shape; people occupy their own vertical strips of the frame.
+walks sideways and keeps its shape; each person starts centred in its own vertical strip of the frame.
 
 :func:`write_synthetic_clip` writes::
 
@@ -38,7 +38,7 @@ def _smooth(t: float) -> float:
 
 def write_synthetic_clip(out_dir: str | Path, body_model_dir: str | Path, stem: str = "synthetic_clip",
                          num_frames: int = 48, num_people: int = 2, img_size: tuple[int, int] = (480, 640),
-                         fps: float = 12.0, walk: float = 0.25, seed: int = 7) -> dict[str, Path]:
+                         fps: float = 12.0, walk: float = 0.2, seed: int = 7) -> dict[str, Path]:
     """Render the clip and write the three files of the module docstring; returns {'video', 'boxes', 'gt'}.
 
     ``img_size``: (height, width) px; ``walk``: sideways distance per person over the clip (m, alternating sides).
@@ -62,6 +62,10 @@ def write_synthetic_clip(out_dir: str | Path, body_model_dir: str | Path, stem: 
     verts0, _ = sh._run_layer(layer, starts)
     base = np.stack([sh._place(verts0[j].astype(np.float64), rng, camera, img_size,
                                (w * j / num_people, w * (j + 1) / num_people)) for j in range(num_people)])
+    for j in range(num_people):  # centre each person in its strip, so the walk stays inside the frame
+        v = verts0[j].astype(np.float64) + base[j]
+        u = sh.project(v, camera["focal"], camera["princpt"])[:, 0]
+        base[j, 0] += (w * (j + 0.5) / num_people - (u.min() + u.max()) / 2) * v[:, 2].mean() / camera["focal"][0]
 
     frames_params: list[list[dict[str, np.ndarray]]] = []
     transl = np.zeros((num_frames, num_people, 3))
@@ -113,3 +117,47 @@ def _blend_orient(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
 
 def _matrix(rotvec: np.ndarray) -> np.ndarray:
     return cv2.Rodrigues(np.asarray(rotvec, np.float64).reshape(3, 1))[0]
+
+
+PARAM_KEYS = ("global_orient", "body_pose", "left_hand_pose", "right_hand_pose", "jaw_pose", "betas", "expression",
+              "transl")
+
+
+def silhouette_iou(gt_path: str | Path, stacked_path: str | Path, body_model_dir: str | Path) -> dict[str, float]:
+    """How well estimated meshes cover the clip's true bodies: per person-frame IoU of silhouettes (rendered with
+    :class:`common.utils.render.MeshRenderer` at the clip's size).
+
+    ``stacked_path``: the ``<video>.npz`` of ``python -m main.video_inference`` (each row has its own camera
+    ``focal`` / ``princpt`` for its ``transl``); each row is matched to the true person whose box centre is nearest.
+    Returns ``{'mean': ..., 'min': ..., 'count': ...}``.
+    """
+    import torch
+
+    from common.body_model import SMPLXLayer
+    from common.utils.render import MeshRenderer
+
+    gt, est = np.load(gt_path), np.load(stacked_path)
+    layer = SMPLXLayer(body_model_dir, "neutral")
+    w, h = (int(x) for x in est["image_size"])
+
+    def mesh(params: dict[str, np.ndarray]) -> np.ndarray:
+        t = {k: torch.from_numpy(np.asarray(params[k], np.float32).reshape(1, -1)) for k in PARAM_KEYS}
+        with torch.no_grad():
+            v, _ = layer(*(t[k] for k in PARAM_KEYS))
+        return v[0].numpy()
+
+    ious = []
+    with MeshRenderer(w, h) as renderer:
+        for r in range(len(est["frame_index"])):
+            f = int(est["frame_index"][r])
+            box = est["bbox_input"][r]
+            centres = gt["boxes"][f, :, :2] + gt["boxes"][f, :, 2:] / 2
+            j = int(np.argmin(np.linalg.norm(centres - (box[:2] + box[2:] / 2), axis=1)))
+            _, true_mask, _ = renderer.render([mesh({k: gt[k][f, j] for k in PARAM_KEYS})], layer.faces,
+                                              gt["focal"], gt["princpt"])
+            _, est_mask, _ = renderer.render([mesh({k: est[k][r] for k in PARAM_KEYS})], layer.faces,
+                                             est["focal"][r], est["princpt"][r])
+            union = np.logical_or(true_mask, est_mask).sum()
+            ious.append(np.logical_and(true_mask, est_mask).sum() / union if union else 0.0)
+    return {"mean": float(np.mean(ious)) if ious else 0.0, "min": float(np.min(ious)) if ious else 0.0,
+            "count": len(ious)}

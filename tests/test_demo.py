@@ -58,10 +58,32 @@ def test_demo_runs_train_evaluate_video(tmp_path, capsys):
     assert _frame_count(overlay) == 6
     stacked = np.load(out / "video" / "synthetic_clip.npz")
     assert stacked["transl"].shape == (12, 1, 3) and sorted(set(stacked["track_id"].tolist())) == [0, 1]
-    assert "mpvpe_all" in text and str(overlay) in text
+    assert "mpvpe_all" in text and str(overlay) in text and "silhouette IoU" in text
 
     # a second run reuses the finished training; other settings in the same folder are refused with a clear error
     assert demo.main(args) == 0
     assert "reusing the finished run" in capsys.readouterr().out
     assert demo.main([*args[:3], "16", *args[4:]]) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_silhouette_iou_is_one_for_the_truth_and_drops_when_shifted(tmp_path, body_model_dir):
+    from data.synthetic_clip import PARAM_KEYS, silhouette_iou, write_synthetic_clip
+
+    files = write_synthetic_clip(tmp_path, body_model_dir, num_frames=2, num_people=2, img_size=(120, 160))
+    gt = np.load(files["gt"])
+    rows = [(f, j) for f in range(2) for j in range(2)]
+
+    def stacked(path, shift_x):
+        # the layout of main.video_inference's <video>.npz, with the ground truth as the estimate
+        est = {k: np.stack([gt[k][f, j] for f, j in rows])[:, None] for k in PARAM_KEYS}
+        est["transl"] = est["transl"] + np.array([shift_x, 0.0, 0.0], np.float32)
+        np.savez(path, **est, frame_index=np.array([f for f, _ in rows]), bbox_input=np.stack(
+            [gt["boxes"][f, j] for f, j in rows]), focal=np.tile(gt["focal"], (4, 1)),
+            princpt=np.tile(gt["princpt"], (4, 1)), image_size=np.array([160, 120]))
+        return path
+
+    exact = silhouette_iou(files["gt"], stacked(tmp_path / "exact.npz", 0.0), body_model_dir)
+    assert exact["count"] == 4 and exact["min"] > 0.999
+    shifted = silhouette_iou(files["gt"], stacked(tmp_path / "shifted.npz", 0.15), body_model_dir)
+    assert 0.05 < shifted["mean"] < 0.9
