@@ -28,14 +28,10 @@ box, non-finite 3D or 2D keypoints (at keypoints the file marks valid) or non-fi
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import pickle
-import zipfile
-import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +41,7 @@ import numpy as np
 from common.body_model.joint_sets import EXPR_PARAM_DIM, JOINT_IDX, JOINT_NUM, SHAPE_PARAM_DIM
 from common.errors import BodyModelFilesMissing, ConfigError, InputError
 from data.catalog import CATALOG, QUIRKS
+from data.npz_reader import _READ_ERRORS, NpzReader
 
 log = logging.getLogger(__name__)
 
@@ -96,116 +93,6 @@ SKIP_REASONS = ("missing_img_shape", "invalid_bbox", "nonfinite_keypoints3d", "n
                 "nonfinite_smplx")
 CAMERA_SIZES = {"focal": (2,), "princpt": (2,), "R": (3, 3), "t": (3,)}
 
-_CHUNK_BYTES = 32 << 20  # keypoint arrays are streamed in chunks of about this size
-_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError, zipfile.BadZipFile,
-                zlib.error, pickle.UnpicklingError, NotImplementedError)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# .npz access
-class _Npz:
-    """Members of an ``.npz`` read one at a time; numeric arrays can be read row-chunked with row/column selection,
-    so a (N, 190, 4) keypoint array never has to be in memory in full. Errors name the file (and the key)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        if not path.is_file():
-            raise InputError(f"HumanData file not found: {path}")
-        try:
-            self._zip = zipfile.ZipFile(path)
-            names = self._zip.namelist()
-        except _READ_ERRORS as err:
-            raise InputError(f"{path}: not a readable .npz file (corrupt or truncated: {type(err).__name__}: {err}); "
-                             "download or export it again") from err
-        self.members = {n[:-4]: n for n in names if n.endswith(".npy")}
-        self._headers: dict[str, tuple[tuple[int, ...], bool, np.dtype]] = {}
-        self._objects: dict[str, np.ndarray] = {}  # unpickled dict members, read once
-
-    def __enter__(self) -> _Npz:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._zip.close()
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.members
-
-    @contextlib.contextmanager
-    def _reading(self, key: str) -> Iterator[None]:
-        try:
-            yield
-        except InputError:
-            raise
-        except _READ_ERRORS as err:
-            raise InputError(f"{self.path}: cannot read key '{key}' ({type(err).__name__}: {err}); the file is corrupt "
-                             "or truncated, download or export it again") from err
-
-    @staticmethod
-    def _read_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            return np.lib.format.read_array_header_1_0(f)
-        if version == (2, 0):
-            return np.lib.format.read_array_header_2_0(f)
-        raise NotImplementedError(f".npy format version {version}")
-
-    def header(self, key: str) -> tuple[tuple[int, ...], bool, np.dtype]:
-        """(shape, fortran_order, dtype) of a member, without reading its data."""
-        if key not in self._headers:
-            with self._reading(key), self._zip.open(self.members[key]) as f:
-                self._headers[key] = self._read_header(f)
-        return self._headers[key]
-
-    def read(self, key: str) -> np.ndarray:
-        """A whole member. Dict-valued HumanData keys are pickled 0-d object arrays, hence allow_pickle."""
-        if key in self._objects:
-            return self._objects[key]
-        with self._reading(key), self._zip.open(self.members[key]) as f:
-            a = np.lib.format.read_array(f, allow_pickle=True)
-        if a.dtype.hasobject:
-            self._objects[key] = a
-        return a
-
-    def rows_of(self, key: str, n: int, min_cols: int = 0) -> tuple[int, ...]:
-        """Shape of member ``key``, checked to have ``n`` rows (and at least ``min_cols`` columns)."""
-        shape = self.header(key)[0]
-        if len(shape) < (2 if min_cols else 1) or shape[0] != n or (min_cols and shape[1] < min_cols):
-            want = f"({n}, {min_cols}+)" if min_cols else f"({n}, ...)"
-            raise InputError(f"{self.path}: '{key}' has shape {shape}, expected {want} (one row per image_path entry)")
-        return shape
-
-    def read_rows(self, key: str, rows: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
-        """``a[rows][:, cols]`` for sorted unique ``rows``, streaming the member in chunks."""
-        shape, fortran, dtype = self.header(key)
-        if len(shape) == 0 or shape[0] <= (int(rows[-1]) if len(rows) else -1):
-            raise InputError(f"{self.path}: key '{key}' has shape {shape}, expected one row per sample "
-                             f"(at least {int(rows[-1]) + 1 if len(rows) else 1})")
-        if dtype.hasobject or fortran or (cols is not None and len(shape) < 2):
-            a = self.read(key)[rows]
-            return a if cols is None else a[:, cols]
-        inner = shape[1:]
-        out_inner = inner if cols is None else (len(cols), *inner[1:])
-        out = np.empty((len(rows), *out_inner), dtype=dtype)
-        row_bytes = dtype.itemsize * math.prod(inner)
-        if len(rows) == 0 or row_bytes == 0:
-            return out
-        per_chunk = max(1, _CHUNK_BYTES // row_bytes)
-        with self._reading(key), self._zip.open(self.members[key]) as f:
-            self._read_header(f)
-            start, done, last = 0, 0, int(rows[-1])
-            while start <= last:
-                count = min(per_chunk, shape[0] - start)
-                buf = f.read(count * row_bytes)
-                if len(buf) != count * row_bytes:
-                    raise EOFError(f"data ends after {start * row_bytes + len(buf)} bytes")
-                block = np.frombuffer(buf, dtype=dtype).reshape(count, *inner)
-                stop = int(np.searchsorted(rows, start + count))
-                part = block[rows[done:stop] - start]
-                out[done:stop] = part if cols is None else part[:, cols]
-                start, done = start + count, stop
-        return out
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Boxes
 def process_bboxes(xywh: np.ndarray, img_w: np.ndarray, img_h: np.ndarray, aspect_ratio: float = BOX_ASPECT_RATIO,
@@ -248,24 +135,14 @@ def _part_boxes(raw: np.ndarray, img_w: np.ndarray, img_h: np.ndarray, ratio: fl
 
 # ----------------------------------------------------------------------------------------------------------------
 # Keypoints
-def decompress_keypoints(compressed: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Undo HumanData keypoint compression: (N, m, d) kept columns + (K,) 0/1 mask -> (N, K, d), zeros where mask 0."""
-    kept = np.flatnonzero(np.asarray(mask) > 0)
-    if compressed.shape[1] != len(kept):
-        raise ValueError(f"compressed keypoints have {compressed.shape[1]} columns, the mask keeps {len(kept)}")
-    out = np.zeros((compressed.shape[0], len(mask), compressed.shape[2]), dtype=compressed.dtype)
-    out[:, kept] = compressed
-    return out
-
-
-def _read_mask(npz: _Npz, key: str) -> np.ndarray:
+def _read_mask(npz: NpzReader, key: str) -> np.ndarray:
     m = np.asarray(npz.read(key), dtype=np.float64).reshape(-1)
     if not np.isin(m, (0.0, 1.0)).all():
         raise InputError(f"{npz.path}: '{key}' must hold 0/1 per keypoint, got values {np.unique(m)[:5]}")
     return m
 
 
-def _read_keypoints(npz: _Npz, key: str, rows: np.ndarray, mapping: np.ndarray, compressed: bool,
+def _read_keypoints(npz: NpzReader, key: str, rows: np.ndarray, mapping: np.ndarray, compressed: bool,
                     min_dim: int) -> np.ndarray:
     """(K, 137, d) float32 of keypoint array ``key`` at ``rows``, mapped to the 137 set.
 
@@ -304,7 +181,7 @@ def _read_keypoints(npz: _Npz, key: str, rows: np.ndarray, mapping: np.ndarray, 
     return out
 
 
-def _dataset_mask(npz: _Npz, key3d: str | None, key2d: str, mapping: np.ndarray) -> tuple[np.ndarray, str]:
+def _dataset_mask(npz: NpzReader, key3d: str | None, key2d: str, mapping: np.ndarray) -> tuple[np.ndarray, str]:
     """Dataset-wide (137, 1) keypoint mask: the 3D key's mask (own, else generic), else the 2D key's, else ones."""
     candidates = ([f"{key3d}_mask", "keypoints3d_mask"] if key3d else []) + [f"{key2d}_mask", "keypoints2d_mask"]
     for mkey in candidates:
@@ -696,7 +573,7 @@ def load_humandata(path: str | Path, *, name: str, img_dir: str | Path, split: s
 def read_records(path: str | Path, opts: ReaderOptions, img_dir: str | Path) -> HumanDataRecords:
     """:func:`load_humandata` with options already resolved by :func:`resolve_options`."""
     path, img_dir = Path(path).absolute(), os.path.abspath(img_dir)
-    with _Npz(path) as npz:
+    with NpzReader(path) as npz:
         missing = [k for k in REQUIRED_KEYS if k not in npz]
         if missing:
             raise InputError(f"{path}: required HumanData key(s) {', '.join(missing)} missing (the file has: "
@@ -761,7 +638,7 @@ def read_records(path: str | Path, opts: ReaderOptions, img_dir: str | Path) -> 
     return records
 
 
-def _image_sizes(npz: _Npz, n: int, rows: np.ndarray, fixed: tuple[int, int] | None
+def _image_sizes(npz: NpzReader, n: int, rows: np.ndarray, fixed: tuple[int, int] | None
                  ) -> tuple[np.ndarray, np.ndarray, str]:
     """((K, 2) float (h, w) px with 1 where unknown, (K,) known, source): the file's meta, else the fixed size."""
     meta = npz.read("meta").item() if "meta" in npz else {}
@@ -781,7 +658,7 @@ def _image_sizes(npz: _Npz, n: int, rows: np.ndarray, fixed: tuple[int, int] | N
     return np.where(ok[:, None], hw, 1.0), ok, note
 
 
-def _keypoint_columns(npz: _Npz, n: int, rows: np.ndarray, opts: ReaderOptions
+def _keypoint_columns(npz: NpzReader, n: int, rows: np.ndarray, opts: ReaderOptions
                       ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, dict[str, Any]]:
     """(joint_img (K, 137, 3), joint_cam (K, 137, 3) or None, joint_valid (137, 1), notes for stats)."""
     compressed = bool(npz.read("__keypoints_compressed__"))
@@ -805,7 +682,7 @@ def _keypoint_columns(npz: _Npz, n: int, rows: np.ndarray, opts: ReaderOptions
     return joint_img, joint_cam, joint_valid, notes
 
 
-def _part_box_columns(npz: _Npz, n: int, rows: np.ndarray, hw: np.ndarray, ratio: float) -> dict[str, np.ndarray]:
+def _part_box_columns(npz: NpzReader, n: int, rows: np.ndarray, hw: np.ndarray, ratio: float) -> dict[str, np.ndarray]:
     """``lhand_bbox``/``rhand_bbox``/``face_bbox`` columns (K, 4) xyxy, NaN where absent; hand boxes need both keys
     (as the original)."""
     hands = "lhand_bbox_xywh" in npz and "rhand_bbox_xywh" in npz
@@ -820,7 +697,7 @@ def _part_box_columns(npz: _Npz, n: int, rows: np.ndarray, hw: np.ndarray, ratio
     return boxes
 
 
-def _describe_keys(npz: _Npz, expand: tuple[str | None, ...]) -> dict[str, str]:
+def _describe_keys(npz: NpzReader, expand: tuple[str | None, ...]) -> dict[str, str]:
     """'key' -> 'shape dtype' of every member; the dict members named in ``expand`` are listed by sub-key."""
     out: dict[str, str] = {}
     for key in sorted(npz.members):
@@ -842,7 +719,7 @@ def _describe_keys(npz: _Npz, expand: tuple[str | None, ...]) -> dict[str, str]:
     return out
 
 
-def _mask_ratios(npz: _Npz) -> dict[str, float]:
+def _mask_ratios(npz: NpzReader) -> dict[str, float]:
     """Fraction of valid keypoints in every ``*_mask`` of the file (the whole convention, not only the 137)."""
     out = {}
     for key in sorted(npz.members):

@@ -1,6 +1,6 @@
 """The main job on the bundled default: train -> evaluate -> video, end to end on CPU in a few minutes.
 
-    python -m main.demo [--output output/demo] [--train-images 512] [--epochs 10] [--device cpu|cuda]
+    python -m main.demo [--output output/demo] [--train-images 512] [--epochs 12] [--device cpu|cuda]
 
 1. Body model: the real SMPL-X files from ``common/utils/human_model_files/`` if present, else licence-free
    synthetic stand-ins in the official format, written to ``OUTPUT/synthetic_human_model_files/``.
@@ -166,7 +166,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--train-images", type=int, default=512, help="synthetic training images (default 512)")
     p.add_argument("--test-images", type=int, default=16, help="synthetic test images (default 16)")
-    p.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
+    p.add_argument("--epochs", type=int, default=12, help="training epochs (default 12)")
     p.add_argument("--frames", type=int, default=48, help="frames of the synthetic clip (default 48)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     args = p.parse_args(argv)

@@ -19,7 +19,9 @@ from common.errors import ConfigError, InputError
 from common.utils.image import process_bbox
 from data import cache as hd_cache
 from data import humandata as hd
+from data import npz_reader
 from data.catalog import CATALOG, HUMANDATA_NAMES, DatasetFilesMissing, get_spec, resolve_files, resolve_img_dir
+from data.npz_reader import decompress_keypoints
 from main import humandata_tool
 
 N_KPS = 144
@@ -209,7 +211,7 @@ def test_compressed_and_uncompressed_give_identical_entries(tmp_path):
         assert entries_equal(plain.entry(i), packed.entry(i))
     assert packed.stats()["keypoints"]["compressed"] is True
     # the standalone decompression puts the kept columns back in place, zeros elsewhere
-    full = hd.decompress_keypoints(c["keypoints3d_smplx"], d["keypoints3d_smplx_mask"])
+    full = decompress_keypoints(c["keypoints3d_smplx"], d["keypoints3d_smplx_mask"])
     expect = d["keypoints3d_smplx"].copy()
     expect[:, list(MASKED)] = 0
     np.testing.assert_array_equal(full, expect)
@@ -220,7 +222,7 @@ def test_streamed_reading_in_small_chunks(tmp_path, monkeypatch):
     np.savez_compressed(tmp_path / "z.npz", **compress(d))
     save(tmp_path / "u.npz", d)
     ref = {name: load(tmp_path / name, sample_interval=4) for name in ("z.npz", "u.npz")}
-    monkeypatch.setattr(hd, "_CHUNK_BYTES", 5200)  # 2-3 keypoint rows per chunk: many chunk boundaries
+    monkeypatch.setattr(npz_reader, "_CHUNK_BYTES", 5200)  # 2-3 keypoint rows per chunk: many chunk boundaries
     for name, expect in ref.items():
         rec = load(tmp_path / name, sample_interval=4)
         assert [e["index"] for e in map(rec.entry, range(len(rec)))] == [0, 4, 8, 12, 16, 20]
