@@ -43,14 +43,14 @@ def data_root(cfg: Config) -> Path | None:
     return Path(cfg.paths.data_root) if cfg.paths.data_root else None
 
 
-def load_split(cfg: Config, name: str, split: str, train: bool) -> SampleDataset:
+def load_split(cfg: Config, name: str, split: str, train: bool, sample_interval: int | None = None) -> SampleDataset:
     """One catalog dataset's split as samples: HumanData (cached reader) or an own-format loader (data/formats)."""
     from common.nets import body_model_dir
     from data.cache import load_dataset
     from data.catalog import get_spec
 
     spec = get_spec(name)
-    interval = cfg.data.sample_interval.get(name) if train else None
+    interval = sample_interval or (cfg.data.sample_interval.get(name) if train else None)
     if spec.loader == "own":
         from data.formats import load_own
 

@@ -40,6 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=None, help="default: test.batch_size of the config")
     p.add_argument("--vis", action="store_true", help="also save each sample's predicted parameters")
+    p.add_argument("--sample-interval", type=int, default=None,
+                   help="evaluate every N-th sample (default: the benchmark's, e.g. 100 for UBody, 1 for EHF)")
     p.add_argument("--keep-going", action="store_true",
                    help="with several test sets: evaluate the others when one fails (exit code 2 at the end)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -155,7 +157,7 @@ def evaluate_set(args, cfg, model, assets, name, split, label, out_dir, ckpt, de
     from data.datasets import collate, load_split
     from data.formats import EvalContext, evaluator_for
 
-    dataset = load_split(cfg, name, split, train=False)
+    dataset = load_split(cfg, name, split, train=False, sample_interval=args.sample_interval)
     n_all = len(dataset)
     lo, hi = n_all * dist.rank // dist.world_size, n_all * (dist.rank + 1) // dist.world_size
     loader = DataLoader(Subset(dataset, range(lo, hi)), batch_size=args.batch_size or cfg.test.batch_size,
