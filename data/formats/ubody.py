@@ -39,14 +39,12 @@ from common.errors import InputError
 from common.utils.image import process_bbox
 from data.catalog import DatasetSpec, _scenes, resolve_files, resolve_img_dir
 from data.formats.base import EntryRecords, EvalContext
-from data.formats.coco_wholebody import resize_box, to_supervision_set, wholebody_joints
+from data.formats.coco_wholebody import neural_annot_fit, resize_box, to_supervision_set, wholebody_joints
 
 BODY_BOX_RATIO = 1.25  # the original's UBody loader used process_bbox's default, not bbox_ratio
 HAND_BOX_SCALE, FACE_BOX_SCALE = 0.65, 1.2
 UBODY_METRICS = ("pa_mpvpe_all", "pa_mpvpe_hand", "pa_mpvpe_face", "mpvpe_all", "mpvpe_hand", "mpvpe_face",
                  "pa_mpjpe_body", "pa_mpjpe_hand")
-PARAM_SIZES = {"root_pose": 3, "body_pose": 63, "lhand_pose": 45, "rhand_pose": 45, "jaw_pose": 3, "shape": 10,
-               "expr": 10, "trans": 3}
 
 
 def video_name(file_name: str) -> str:
@@ -60,22 +58,6 @@ def _load_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise InputError(f"{path}: not readable JSON ({type(err).__name__}: {err}); download UBody again") from err
-
-
-def _fit(raw: dict[str, Any], ann: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    try:
-        p, cam = raw["smplx_param"], raw["cam_param"]
-        param: dict[str, Any] = {k: np.asarray(p[k], np.float32).reshape(n) for k, n in PARAM_SIZES.items()}
-        camera = {"focal": np.asarray(cam["focal"], np.float32).reshape(2),
-                  "princpt": np.asarray(cam["princpt"], np.float32).reshape(2)}
-    except (KeyError, ValueError, TypeError) as err:
-        raise InputError(f"{where}: bad SMPL-X fit ({type(err).__name__}: {err}); expected smplx_param "
-                         f"{{{', '.join(PARAM_SIZES)}}} and cam_param {{focal, princpt}}") from err
-    for flag, key in (("lhand_valid", "lefthand_valid"), ("rhand_valid", "righthand_valid"),
-                      ("face_valid", "face_valid")):
-        param[flag] = bool(p.get(flag, ann.get(key, False)))
-    param["gender"] = "neutral"
-    return param, camera
 
 
 def load(spec: DatasetSpec, split: str, *, data_root=None, sample_interval: int = 1, bbox_ratio: float = 1.2,
@@ -135,7 +117,7 @@ def load(spec: DatasetSpec, split: str, *, data_root=None, sample_interval: int 
                                  if ann["face_valid"] else None)
             except KeyError as err:
                 raise InputError(f"{where} lacks {err}; see data/formats/ubody.py for the expected keys") from err
-            param, camera = _fit(fits[str(ann["id"])], ann, f"{fit_path} entry {ann['id']}")
+            param, camera = neural_annot_fit(fits[str(ann["id"])], ann, f"{fit_path} entry {ann['id']}")
             joint_img, joint_valid = to_supervision_set(joints)
             entries.append({
                 "img_path": str(img_path), "img_shape": (h, w), "bbox": bbox, "lhand_bbox": boxes["lhand"],
@@ -172,13 +154,12 @@ def write_synthetic_ubody(data_root: str | Path, body_model_dir: str | Path, sce
     from common.body_model import SMPLXLayer, load_eval_assets
     from common.utils.io import save_json
     from data import synthetic_humandata as sh
-    from data.formats.coco_wholebody import wholebody_from_layer_joints
+    from data.formats.coco_wholebody import synthetic_person
 
     root = Path(data_root) / "UBody"
     layer = SMPLXLayer(body_model_dir, "neutral")
     assets = load_eval_assets(body_model_dir)
     regions = sh._face_regions(layer)
-    camera = sh.camera_for(img_size)
     test_videos, fits, joints2d, aid = [], {}, {}, 0
     for s, scene in enumerate(scenes):
         images, anns, smplx = [], [], {}
@@ -188,36 +169,15 @@ def write_synthetic_ubody(data_root: str | Path, body_model_dir: str | Path, sce
                 test_videos.append(video.split("_Trim")[0])
             for f in range(frames_per_video):
                 rng = np.random.default_rng([seed, s, v, f])
-                p = sh.sample_smplx_params(rng)
-                v0, _ = sh._run_layer(layer, [p])
-                transl = sh._place(v0[0].astype(np.float64), rng, camera, img_size, (0.0, float(img_size[1])))
-                verts, joints = sh._run_layer(layer, [p], transl[None].astype(np.float32))
-                img = sh.synthetic_background(seed, aid, img_size)
-                sh._paint(img, [verts[0]], layer.faces, [sh._face_colours(regions, rng)], camera)
                 file_name = f"/{video}/{f:06d}.jpg"
+                img, ann, fit, uv = synthetic_person(layer, assets, regions, rng, img_size, aid,
+                                                     sh.synthetic_background(seed, aid, img_size))
                 (root / "images" / scene / video).mkdir(parents=True, exist_ok=True)
                 with open(root / "images" / scene / file_name.lstrip("/"), "wb") as fh:
                     fh.write(cv2.imencode(".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
-                uv = sh.project(joints[0], camera["focal"], camera["princpt"])
-                vuv = sh.project(verts[0], camera["focal"], camera["princpt"])
-                wb = np.concatenate([wholebody_from_layer_joints(uv), np.full((134, 1), 2.0, np.float32)], 1)
-                # WHOLEBODY order: body 17, pelvis (derived by the reader, not stored), feet 6, hands 2 x 21, face 68
-                parts = {"keypoints": wb[:17], "foot_kpts": wb[18:24], "lefthand_kpts": wb[24:45],
-                         "righthand_kpts": wb[45:66], "face_kpts": wb[66:]}
-                hands = {side: sh._extent_xywh(vuv[assets.hand_vertex_idx[side]]) for side in ("left", "right")}
                 images.append({"id": aid, "file_name": file_name, "width": img_size[1], "height": img_size[0]})
-                anns.append({"id": aid, "image_id": aid, "bbox": [float(x) for x in sh._extent_xywh(vuv)],
-                             "iscrowd": 0, "num_keypoints": 133, "valid_label": 1,
-                             **{k: a.reshape(-1).tolist() for k, a in parts.items()},
-                             "lefthand_box": hands["left"].tolist(), "righthand_box": hands["right"].tolist(),
-                             "face_box": sh._extent_xywh(vuv[assets.face_vertex_idx]).tolist(),
-                             "lefthand_valid": True, "righthand_valid": True, "face_valid": True})
-                param = {"root_pose": p["global_orient"], "body_pose": p["body_pose"].reshape(-1),
-                         "lhand_pose": p["left_hand_pose"].reshape(-1), "rhand_pose": p["right_hand_pose"].reshape(-1),
-                         "jaw_pose": p["jaw_pose"], "shape": p["betas"], "expr": p["expression"], "trans": transl}
-                smplx[str(aid)] = {"smplx_param": {k: np.asarray(x, np.float64).reshape(-1).tolist()
-                                                   for k, x in param.items()},
-                                   "cam_param": {"focal": list(camera["focal"]), "princpt": list(camera["princpt"])}}
+                anns.append({**ann, "valid_label": 1})
+                smplx[str(aid)] = fit
                 fits[aid], joints2d[aid] = smplx[str(aid)], uv
                 aid += 1
         save_json(root / "annotations" / scene / "keypoint_annotation.json",
