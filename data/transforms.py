@@ -348,7 +348,8 @@ def smplx_param_targets(param: dict, cam_r: np.ndarray | None, do_flip: bool, ro
 
     Missing parts (``lhand_valid`` / ``rhand_valid`` / ``face_valid`` false) get zero pose (and expression) and
     zero validity for their rotations and their 137-set joints. ``cam_r`` (3, 3): camera rotation merged into the
-    root. The flip swaps validities with the joints.
+    root. The flip swaps validities with the joints. Optional ``invalid_rotations`` (53-set names) and
+    ``invalid_joints`` (137-set names) in ``param`` zero those validities.
     """
     rot_valid = np.ones(js.ORIG_JOINT_NUM, np.float32)
     coord_valid = np.ones(js.JOINT_NUM, np.float32)
@@ -365,6 +366,11 @@ def smplx_param_targets(param: dict, cam_r: np.ndarray | None, do_flip: bool, ro
         parts["expr"] = np.zeros_like(parts["expr"])
         rot_valid[js.ORIG_JOINT_PART["face"]] = 0
         coord_valid[js.JOINT_PART["face"]] = 0
+    # dataset-specific distrust of a fit (MPII / Human36M: ankle and wrist rotations, foot joints), before the flip
+    for name in param.get("invalid_rotations", ()):
+        rot_valid[js.ORIG_JOINTS_NAME.index(name)] = 0
+    for name in param.get("invalid_joints", ()):
+        coord_valid[js.JOINTS_NAME.index(name)] = 0
     root = apply_camera_rotation(parts["root_pose"], cam_r)
     model_pose = np.concatenate([root, *(parts[k] for k in ("body_pose", "lhand_pose", "rhand_pose", "jaw_pose"))])
     pose = model_pose.reshape(js.ORIG_JOINT_NUM, 3)
