@@ -2,12 +2,17 @@
 
     python -m main.humandata_tool validate FILE.npz [--name NAME] [--img-dir DIR] [--split train|test]
                                            [--sample-interval N] [--bbox-ratio R] [--body-model-dir DIR] [--json]
+    python -m main.humandata_tool draw (FILE.npz | --dataset NAME [--data-root DIR]) [--split S] [--num 8]
+                                       [--indices I ...] [--crop] [--out DIR] [--body-model-dir DIR]
 
 ``validate`` reads the file through the training reader (data/humandata.py) and prints its statistics: records,
 keys with shapes, keypoint valid ratios, the parametric fit found, skipped rows and why. ``--name`` selects the
 catalog row (image size, camera, quirks, image root); without it a file named as in the catalog
 (``bedlam_train.npz``) gets its dataset's row, any other file stands alone. Exit code 0 when the file
 gives at least one usable record, 2 with a one-line error otherwise.
+
+``draw`` writes pictures of records (data/draw.py): the original image with the valid keypoints, the boxes and the
+SMPL-X fit projected with the record's camera, or with ``--crop`` the augmented training crop with its targets.
 """
 
 from __future__ import annotations
@@ -84,10 +89,76 @@ def validate(args: argparse.Namespace) -> int:
     return 0
 
 
-# Sub-commands: name -> (handler, help). The lead's 'draw' command (keypoints and boxes drawn on the images) is
-# registered here next to 'validate', with its arguments added in build_parser().
+def _records(args: argparse.Namespace):
+    """The entries to draw: a HumanData file (as ``validate`` reads it) or a catalog dataset's split."""
+    from data.catalog import find_spec_for_file, get_spec, resolve_img_dir
+
+    if args.dataset:
+        spec = get_spec(args.dataset)
+        if spec.loader == "own":
+            from data.formats import load_own
+
+            return spec.name, load_own(spec.name, args.split, data_root=args.data_root, sample_interval=1,
+                                       body_model_dir=args.body_model_dir)
+        from data.cache import load_dataset
+
+        return spec.name, load_dataset(spec.name, args.split, data_root=args.data_root, sample_interval=1,
+                                       body_model_dir=args.body_model_dir)
+    if not args.file:
+        raise InputError("give a HumanData FILE or --dataset NAME")
+    from data.humandata import load_humandata
+
+    spec = get_spec(args.name) if args.name else find_spec_for_file(args.file)
+    name = spec.name if spec is not None else Path(args.file).stem
+    img_dir = Path(args.img_dir) if args.img_dir else (resolve_img_dir(spec, args.data_root) if spec
+                                                        else Path(args.file).parent)
+    return name, load_humandata(args.file, name=name, img_dir=img_dir, split=args.split,
+                                body_model_dir=args.body_model_dir)
+
+
+def draw(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from common import paths
+    from common.config import load_config
+    from common.utils.io import save_image
+    from data.draw import Layers, draw_entry, draw_training_sample
+
+    name, records = _records(args)
+    if not len(records):
+        raise InputError(f"{name} ({args.split}) has no usable records")
+    if args.indices:
+        bad = [i for i in args.indices if not 0 <= i < len(records)]
+        if bad:
+            raise InputError(f"indices {bad} out of range: {name} ({args.split}) has {len(records)} records")
+        picks = list(args.indices)
+    else:
+        rng = np.random.default_rng(args.seed)
+        picks = sorted(rng.choice(len(records), size=min(args.num, len(records)), replace=False).tolist())
+    bm_dir = Path(args.body_model_dir) if args.body_model_dir else paths.BODY_MODEL_DIR
+    layers = Layers(bm_dir)
+    if args.crop or any(records.entry(i).get("smplx_param") is not None for i in picks):
+        from common.body_model import check_body_model_files
+
+        check_body_model_files(bm_dir, only=["smplx/SMPLX_NEUTRAL.npz"])  # the standard message if absent
+    out = Path(args.out)
+    model_cfg = load_config("smpler_x_tiny").model  # crop / heat-map shapes are those of every size
+    for i in picks:
+        entry = records.entry(i)
+        if args.crop:
+            img, notes = draw_training_sample(entry, np.random.default_rng([args.seed, i]), model_cfg, layers)
+        else:
+            img, notes = draw_entry(entry, layers)
+        path = out / f"{name}_{args.split}_{i}{'_crop' if args.crop else ''}.jpg"
+        save_image(path, img)
+        print(f"{path}: {', '.join(notes)}")
+    return 0
+
+
+# Sub-commands: name -> (handler, help).
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "validate": (validate, "load a HumanData file through the reader and print its statistics"),
+    "draw": (draw, "draw samples with their keypoints, boxes and projected SMPL-X mesh to images"),
 }
 
 
@@ -103,6 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--bbox-ratio", type=float, default=1.2, help="box enlargement as in training (default: 1.2)")
     v.add_argument("--body-model-dir", default=None, help="SMPL-X folder for the BEDLAM hand means (optional)")
     v.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    d = sub.add_parser("draw", help=COMMANDS["draw"][1])
+    d.add_argument("file", nargs="?", default=None, help="HumanData .npz annotation file (or use --dataset)")
+    d.add_argument("--dataset", default=None, help="catalog dataset name instead of a file (any loader)")
+    d.add_argument("--data-root", default=None, help="data root for --dataset (default: dataset/)")
+    d.add_argument("--name", default=None, help="catalog dataset name of FILE (image size, camera, image root)")
+    d.add_argument("--img-dir", default=None, help="image root of FILE (default: the catalog's, else its folder)")
+    d.add_argument("--split", default="train", help="split (default: train)")
+    d.add_argument("--num", type=int, default=8, help="number of random records to draw (default 8)")
+    d.add_argument("--indices", type=int, nargs="+", default=None, help="draw these records instead")
+    d.add_argument("--seed", type=int, default=0, help="record choice and augmentation seed")
+    d.add_argument("--crop", action="store_true",
+                   help="draw the augmented training crop with its targets instead of the original image")
+    d.add_argument("--out", default="output/draw", help="output folder (default: output/draw)")
+    d.add_argument("--body-model-dir", default=None, help="folder holding smplx/ (default: the standard path)")
     return p
 
 
