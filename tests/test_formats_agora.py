@@ -32,7 +32,8 @@ def test_train_entries(agora):
     records = load_own("AGORA", "train", data_root=root)
     assert len(records) == 3 and records.skipped == {"not_valid": 1}
     by_id = {t["ann_id"]: t for t in truth["train"]}
-    for e in records.entries:
+    assert all("expand" in e for e in records.entries)  # per-person files are read per sample, not when listing
+    for e in (records.entry(i) for i in range(len(records))):
         t = by_id[e["index"]]
         valid = e["joint_valid"][:, 0] > 0
         layer_idx = np.asarray(js.JOINT_IDX)[valid]

@@ -12,7 +12,8 @@ Files (under the data root, ``AGORA/data/``)::
     3840x2160/test_crop/<image stem>_pid_<k>.png (+ .json)
 
 The body box is the whole crop. Hand / face boxes go through the crop affine and are clipped to the 4K frame (as the
-original). Training entries read the per-person files: 2D joints (4K px -> crop px), 3D joints (m), both in the
+original). Training entries read the per-person files when a sample is built (in the data-loader worker, as the
+original; listing 100k people stays fast): 2D joints (4K px -> crop px), 3D joints (m), both in the
 127-joint AGORA order (= the first 127 SMPL-X layer joints) mapped into the 137 set by name, and the SMPL-X
 parameters (adults' ``betas_neutral``, kids' ``betas``, first 10; root rotation kept valid). Validation samples
 carry the GT vertices (``targets['smplx_mesh_cam']``, read in the worker); validation and test samples carry the crop
@@ -168,23 +169,35 @@ def load(spec: DatasetSpec, split: str, *, data_root=None, sample_interval: int 
                 entry[f"{part}_bbox"] = _part_box(ann[f"{part}_bbox"], a)
             if split == "val":
                 entry["gt"] = {"smplx_mesh_cam": LazyArray(read_verts_json, str(base / ann["smplx_verts_path"]))}
-            else:
-                j2d = np.asarray(_json(base / ann["smplx_joints_2d_path"]), np.float64).reshape(-1, 2)
-                j3d = np.asarray(_json(base / ann["smplx_joints_3d_path"]), np.float32).reshape(-1, 3)
-                if len(j2d) < 127 or len(j3d) < 127:
-                    raise InputError(f"{where}: joint files hold {len(j2d)} / {len(j3d)} joints, expected 127")
-                crop_2d = _affine(j2d[:127], a).astype(np.float32)
-                for src, dst in _TO_137:
-                    entry["joint_img"][dst, :2] = crop_2d[src]
-                    entry["joint_valid"][dst, 0] = 1.0
-                entry["joint_cam"] = np.zeros((js.JOINT_NUM, 3), np.float32)
-                for src, dst in _TO_137:
-                    entry["joint_cam"][dst] = j3d[src]
-                entry["smplx_param"] = _smplx_param(base / ann["smplx_param_path"], bool(ann["kid"]))
+            else:  # the per-person files are read when the sample is built (in the worker), as the original
+                entry.update(expand=expand_train_entry, agora_files={
+                    "joints_2d": str(base / ann["smplx_joints_2d_path"]),
+                    "joints_3d": str(base / ann["smplx_joints_3d_path"]),
+                    "params": str(base / ann["smplx_param_path"]), "kid": bool(ann["kid"]), "where": where})
         except KeyError as err:
             raise InputError(f"{where} lacks {err}; see data/formats/agora.py for the expected keys") from err
         entries.append(entry)
     return EntryRecords(spec.name, split, entries, skipped, {"file": str(annot_path)})
+
+
+def expand_train_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """A training entry completed from its person's files: 127 AGORA joints (2D: 4K px -> crop px through the crop
+    affine; 3D: m) mapped into the 137 set by name, and the SMPL-X parameters."""
+    files = entry.pop("agora_files")
+    a = entry["meta"]["agora_orig2crop"]
+    j2d = np.asarray(_json(Path(files["joints_2d"])), np.float64).reshape(-1, 2)
+    j3d = np.asarray(_json(Path(files["joints_3d"])), np.float32).reshape(-1, 3)
+    if len(j2d) < 127 or len(j3d) < 127:
+        raise InputError(f"{files['where']}: joint files hold {len(j2d)} / {len(j3d)} joints, expected 127")
+    crop_2d = _affine(j2d[:127], a).astype(np.float32)
+    entry["joint_img"], entry["joint_valid"] = entry["joint_img"].copy(), entry["joint_valid"].copy()
+    entry["joint_cam"] = np.zeros((js.JOINT_NUM, 3), np.float32)
+    for src, dst in _TO_137:
+        entry["joint_img"][dst, :2] = crop_2d[src]
+        entry["joint_valid"][dst, 0] = 1.0
+        entry["joint_cam"][dst] = j3d[src]
+    entry["smplx_param"] = _smplx_param(Path(files["params"]), files["kid"])
+    return entry
 
 
 def _entry(spec: DatasetSpec, img: Path, a: np.ndarray, h: int, w: int, index: int, person: int) -> dict[str, Any]:

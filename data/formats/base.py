@@ -60,9 +60,13 @@ class EntryRecords:
         return self.entry(i)
 
     def entry(self, i: int) -> dict[str, Any]:
-        """Entry ``i`` (a shallow copy with fresh top-level arrays: the caller may modify them)."""
+        """Entry ``i`` (a shallow copy with fresh top-level arrays: the caller may modify them). An entry with an
+        ``expand`` function (module-level, ``expand(entry) -> entry``) is completed here, in the data-loader worker,
+        e.g. from per-sample annotation files that would take long to read all at once."""
         e = self.entries[int(i)]
-        return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in e.items()}
+        out = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in e.items()}
+        expand = out.pop("expand", None)
+        return expand(out) if expand is not None else out
 
     def image_path(self, i: int) -> str:
         return str(self.entries[int(i)]["img_path"])
