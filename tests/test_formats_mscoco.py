@@ -77,3 +77,35 @@ def test_errors(coco, tmp_path):
 
     with pytest.raises(ConfigError, match="training set"):
         evaluator_for("MSCOCO", "test", EvalContext(None, None, tmp_path, tmp_path))
+
+
+def test_entries_are_cached_keyed_and_rebuilt(coco, tmp_path, caplog):
+    import logging
+    import os
+
+    root, _ = coco
+    cache = tmp_path / "cache"
+    first = load_own("MSCOCO", "train", data_root=root, cache_dir=cache)
+    files = list(cache.glob("MSCOCO_train_*.pkl"))
+    assert len(files) == 1
+    with caplog.at_level(logging.INFO, logger="data.formats"):
+        again = load_own("MSCOCO", "train", data_root=root, cache_dir=cache)
+    assert "from cache" in caplog.text and len(again) == len(first)
+    for a, b in zip(first.entries, again.entries):
+        np.testing.assert_array_equal(a["joint_img"], b["joint_img"])
+        assert (a["smplx_param"] is None) == (b["smplx_param"] is None)
+    # other options -> another cache; a changed annotation file -> rebuilt; a damaged cache -> rebuilt
+    load_own("MSCOCO", "train", data_root=root, cache_dir=cache, sample_interval=2)
+    assert len(list(cache.glob("MSCOCO_train_*.pkl"))) == 2
+    files[0].write_bytes(b"garbage")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="data.formats"):
+        assert len(load_own("MSCOCO", "train", data_root=root, cache_dir=cache)) == len(first)
+    assert "unreadable" in caplog.text
+    annot = root / "MSCOCO" / "annotations" / "coco_wholebody_train_v1.0.json"
+    st = annot.stat()
+    os.utime(annot, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="data.formats"):
+        load_own("MSCOCO", "train", data_root=root, cache_dir=cache)
+    assert "from cache" not in caplog.text
