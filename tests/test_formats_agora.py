@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from common.body_model import joint_sets as js
 from common.errors import InputError
@@ -118,18 +117,11 @@ def test_bad_crop_json_is_named(agora, tmp_path):
 
 
 @pytest.mark.parametrize("testset,metrics", [("AGORA", 10), ("AGORA:test", 0)])
-def test_main_test_on_agora(tmp_path, agora, body_model_dir, testset, metrics):
-    from common.config import config_to_dict, load_config
-    from common.engine.checkpoint import network_checkpoint, save_checkpoint
-    from common.nets import SMPLerX
+def test_main_test_on_agora(tmp_path, agora, body_model_dir, tiny_checkpoint, testset, metrics):
     from main import test as test_cmd
 
     root, _ = agora
-    cfg = load_config("smpler_x_tiny")
-    torch.manual_seed(0)
-    model = SMPLerX(cfg.model)
-    model.init_weights()
-    ckpt = save_checkpoint({"network": network_checkpoint(model), "config": config_to_dict(cfg)}, tmp_path / "m.pth")
+    ckpt = tiny_checkpoint
     assert test_cmd.main(["--ckpt", str(ckpt), "--testset", testset, "--output", str(tmp_path / "out"),
                           "--body-model-dir", str(body_model_dir), "--no-progress", f"paths.data_root={root}"]) == 0
     res = json.loads((tmp_path / "out" / "result.json").read_text())

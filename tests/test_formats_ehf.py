@@ -87,20 +87,12 @@ def test_bad_annotations_are_named(tmp_path, ehf):
         load_own("EHF", "test", data_root=copy)
 
 
-def test_main_test_on_ehf(tmp_path, ehf, body_model_dir):
-    import torch
+def test_main_test_on_ehf(tmp_path, ehf, body_model_dir, tiny_checkpoint):
 
-    from common.config import config_to_dict, load_config
-    from common.engine.checkpoint import network_checkpoint, save_checkpoint
-    from common.nets import SMPLerX
     from main import test as test_cmd
 
     root, _ = ehf
-    cfg = load_config("smpler_x_tiny")
-    torch.manual_seed(0)
-    model = SMPLerX(cfg.model)
-    model.init_weights()
-    ckpt = save_checkpoint({"network": network_checkpoint(model), "config": config_to_dict(cfg)}, tmp_path / "m.pth")
+    ckpt = tiny_checkpoint
     assert test_cmd.main(["--ckpt", str(ckpt), "--testset", "EHF", "--output", str(tmp_path / "out"),
                           "--body-model-dir", str(body_model_dir), "--no-progress", f"paths.data_root={root}"]) == 0
     res = json.loads((tmp_path / "out" / "result.json").read_text())

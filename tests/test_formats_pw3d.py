@@ -123,18 +123,11 @@ def test_bad_annotation_is_named(tmp_path, pw3d):
         load_own("PW3D", "test", data_root=copy)
 
 
-def test_main_test_on_3dpw(tmp_path, pw3d, body_model_dir):
-    from common.config import config_to_dict, load_config
-    from common.engine.checkpoint import network_checkpoint, save_checkpoint
-    from common.nets import SMPLerX
+def test_main_test_on_3dpw(tmp_path, pw3d, body_model_dir, tiny_checkpoint):
     from main import test as test_cmd
 
     root, _ = pw3d
-    cfg = load_config("smpler_x_tiny")
-    torch.manual_seed(0)
-    model = SMPLerX(cfg.model)
-    model.init_weights()
-    ckpt = save_checkpoint({"network": network_checkpoint(model), "config": config_to_dict(cfg)}, tmp_path / "m.pth")
+    ckpt = tiny_checkpoint
     assert test_cmd.main(["--ckpt", str(ckpt), "--testset", "PW3D", "--output", str(tmp_path / "out"),
                           "--body-model-dir", str(body_model_dir), "--no-progress", f"paths.data_root={root}"]) == 0
     res = json.loads((tmp_path / "out" / "result.json").read_text())

@@ -120,18 +120,11 @@ def test_corrupt_fit_file_is_named(tmp_path, ubody):
         load_own("UBody", "test", data_root=copy)
 
 
-def test_main_test_on_ubody(tmp_path, ubody, body_model_dir):
-    from common.config import config_to_dict, load_config
-    from common.engine.checkpoint import network_checkpoint, save_checkpoint
-    from common.nets import SMPLerX
+def test_main_test_on_ubody(tmp_path, ubody, body_model_dir, tiny_checkpoint):
     from main import test as test_cmd
 
     root, _ = ubody
-    cfg = load_config("smpler_x_tiny")
-    torch.manual_seed(0)
-    model = SMPLerX(cfg.model)
-    model.init_weights()
-    ckpt = save_checkpoint({"network": network_checkpoint(model), "config": config_to_dict(cfg)}, tmp_path / "m.pth")
+    ckpt = tiny_checkpoint
     from data.catalog import CATALOG
 
     assert CATALOG["UBody"].interval("test") == 100  # the original's; this tiny set needs every annotation

@@ -96,12 +96,17 @@ def _slurm_ready() -> str | None:
     return None
 
 
-def test_slurm_train_script_runs_two_tasks(tmp_path, synthetic, body_model_dir):
+def _require_slurm() -> None:
+    """Skip without a usable cluster, or fail when .ci/run made SLURM mandatory (SMPLERX_REQUIRE_SLURM=1)."""
     why = _slurm_ready()
     if why:
         if os.environ.get("SMPLERX_REQUIRE_SLURM") == "1":
             pytest.fail(why)
         pytest.skip(why)
+
+
+def test_slurm_train_script_runs_two_tasks(tmp_path, synthetic, body_model_dir):
+    _require_slurm()
     env = dict(os.environ, GRES="", CPUS_PER_TASK="1", OMP_NUM_THREADS="1", PYTHON=PY,
                SMPLERX_OUTPUT_DIR=str(tmp_path / "output"))
     job = f"pytest_{os.getpid()}"
@@ -152,11 +157,7 @@ def _untrained_run(run_dir: Path, body_model_dir) -> Path:
 
 
 def test_slurm_test_script_shards_gathers_and_keeps_going(tmp_path, synthetic, body_model_dir):
-    why = _slurm_ready()
-    if why:
-        if os.environ.get("SMPLERX_REQUIRE_SLURM") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
+    _require_slurm()
     out_root = tmp_path / "output"
     _untrained_run(out_root / "train_x", body_model_dir)
     env = dict(os.environ, GRES="", CPUS_PER_TASK="1", OMP_NUM_THREADS="1", PYTHON=PY,

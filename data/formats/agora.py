@@ -26,7 +26,6 @@ and ranks.
 
 from __future__ import annotations
 
-import json
 import pickle
 from collections import Counter
 from pathlib import Path
@@ -41,7 +40,7 @@ from common.errors import InputError
 from common.evaluation.agora import AGORA_RESOLUTION, SubmissionWriter
 from common.utils.image import sanitize_bbox
 from data.catalog import DatasetSpec, resolve_files, resolve_img_dir
-from data.formats.base import EntryRecords, EvalContext, LazyArray
+from data.formats.base import EntryRecords, EvalContext, LazyArray, read_coco, read_json
 
 _F = ("Index", "Middle", "Pinky", "Ring", "Thumb")
 AGORA_NAMES: tuple[str, ...] = (
@@ -59,16 +58,9 @@ VIRTUAL_FOCAL, VIRTUAL_PRINCPT = (5000.0, 5000.0), (96.0, 128.0)  # the network'
 INPUT_BODY_SHAPE, INPUT_IMG_SHAPE = (256, 192), (512, 384)
 
 
-def _json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: not readable JSON ({type(err).__name__}: {err}); download AGORA again") from err
-
-
 def read_verts_json(path: str) -> np.ndarray:
     """(10475, 3) float32 GT vertices (m) of one person."""
-    v = np.asarray(_json(Path(path)), np.float32).reshape(-1, 3)
+    v = np.asarray(read_json(Path(path), "AGORA"), np.float32).reshape(-1, 3)
     if v.shape[0] != js.SMPLX_VERTEX_NUM:
         raise InputError(f"{path}: {v.shape[0]} vertices, expected {js.SMPLX_VERTEX_NUM}")
     return v
@@ -97,7 +89,7 @@ def _crop(folder: Path, stem: str) -> tuple[Path, np.ndarray, tuple[int, int]] |
     meta = folder / f"{stem}.json"
     if not meta.is_file():
         return None
-    info = _json(meta)
+    info = read_json(meta, "AGORA")
     try:
         a = np.asarray(info["img2bb_trans"], np.float32).reshape(2, 3)
         shape = (int(info["resized_height"]), int(info["resized_width"]))
@@ -129,7 +121,7 @@ def load(spec: DatasetSpec, split: str, *, data_root=None, sample_interval: int 
     base = resolve_img_dir(spec, data_root)
     entries, skipped = [], Counter()
     if split == "test":
-        boxes = _json(annot_path)
+        boxes = read_json(annot_path, "AGORA")
         for filename in sorted(boxes):
             for pid in range(len(boxes[filename])):
                 found = _crop(base / "3840x2160" / "test_crop", f"{Path(filename).stem}_pid_{pid}")
@@ -139,12 +131,7 @@ def load(spec: DatasetSpec, split: str, *, data_root=None, sample_interval: int 
                 img, a, (h, w) = found
                 entries.append(_entry(spec, img, a, h, w, len(entries), pid))
         return EntryRecords(spec.name, split, entries[::max(1, sample_interval)], skipped)
-    db = _json(annot_path)
-    try:
-        images = {int(im["id"]): im for im in db["images"]}
-        anns = list(db["annotations"])
-    except (KeyError, TypeError) as err:
-        raise InputError(f"{annot_path}: expected COCO json with 'images' and 'annotations' ({err})") from err
+    images, anns = read_coco(annot_path, "AGORA")
     people_in_image: Counter = Counter()
     for k, ann in enumerate(anns):
         where = f"{annot_path} annotation {ann.get('id', k)}"
@@ -185,8 +172,8 @@ def expand_train_entry(entry: dict[str, Any]) -> dict[str, Any]:
     affine; 3D: m) mapped into the 137 set by name, and the SMPL-X parameters."""
     files = entry.pop("agora_files")
     a = entry["meta"]["agora_orig2crop"]
-    j2d = np.asarray(_json(Path(files["joints_2d"])), np.float64).reshape(-1, 2)
-    j3d = np.asarray(_json(Path(files["joints_3d"])), np.float32).reshape(-1, 3)
+    j2d = np.asarray(read_json(Path(files["joints_2d"]), "AGORA"), np.float64).reshape(-1, 2)
+    j3d = np.asarray(read_json(Path(files["joints_3d"]), "AGORA"), np.float32).reshape(-1, 3)
     if len(j2d) < 127 or len(j3d) < 127:
         raise InputError(f"{files['where']}: joint files hold {len(j2d)} / {len(j3d)} joints, expected 127")
     crop_2d = _affine(j2d[:127], a).astype(np.float32)

@@ -14,6 +14,7 @@ Values must have a fixed shape per dataset so that batches collate.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from common.errors import InputError
+
+
+def read_json(path: str | Path, dataset: str) -> Any:
+    """A JSON annotation file; InputError naming the file when it is unreadable or not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: not readable JSON ({type(err).__name__}: {err}); download {dataset} again") from err
+
+
+def read_coco(path: str | Path, dataset: str) -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]]]:
+    """A COCO-style file -> ({image id: image}, [annotation, ...]); InputError naming the file otherwise."""
+    db = read_json(path, dataset)
+    try:
+        return {int(im["id"]): im for im in db["images"]}, list(db["annotations"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(f"{path}: expected COCO json with 'images' (each with an 'id') and 'annotations' "
+                         f"({type(err).__name__}: {err}); download {dataset} again") from err
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ of :data:`EHF_ROTVEC` (as the original). A test sample carries that mesh as ``ta
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -29,7 +28,7 @@ from common.body_model import joint_sets as js
 from common.errors import InputError
 from common.utils.image import process_bbox
 from data.catalog import DatasetSpec, resolve_files, resolve_img_dir
-from data.formats.base import EntryRecords, LazyArray
+from data.formats.base import EntryRecords, LazyArray, read_coco
 
 EHF_ROTVEC = (-2.98747896, 0.01172457, -0.05704687)  # scanner -> camera frame, axis-angle (rad)
 BOX_KEYS = ("body_bbox", "lefthand_bbox", "righthand_bbox", "face_bbox")
@@ -152,13 +151,7 @@ def load(spec: DatasetSpec, split: str, *, data_root=None, sample_interval: int 
     """EHF's test split as entries (see the module docstring); ``sample_interval`` keeps every n-th annotation."""
     (annot_path,) = resolve_files(spec, split, data_root)
     img_dir = resolve_img_dir(spec, data_root)
-    try:
-        db = json.loads(annot_path.read_text())
-        images = {int(im["id"]): im for im in db["images"]}
-        anns = list(db["annotations"])
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise InputError(f"{annot_path}: not a readable EHF annotation file ({type(err).__name__}: {err}); "
-                         "expected COCO json with 'images' and 'annotations'") from err
+    images, anns = read_coco(annot_path, "EHF")
     entries, skipped = [], Counter()
     for k, ann in enumerate(anns[::max(1, sample_interval)]):
         try:

@@ -21,7 +21,6 @@ and kept in camera metres as ``entry['h36m_joint_cam']``. A missing hand / face 
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import numpy as np
 from common.errors import ConfigError, InputError
 from common.utils.image import process_bbox
 from data.catalog import DatasetSpec, resolve_files, resolve_img_dir
-from data.formats.base import EntryRecords, EvalContext
+from data.formats.base import EntryRecords, EvalContext, read_coco, read_json
 from data.formats.mpii import UNTRUSTED_JOINTS, UNTRUSTED_ROTATIONS
 
 H36M_NAMES = ("Pelvis", "R_Hip", "R_Knee", "R_Ankle", "L_Hip", "L_Knee", "L_Ankle", "Torso", "Neck", "Head",
@@ -41,13 +40,6 @@ FRAME_STEP = {"train": 5, "test": 64}
 TEST_CAMERA = "4"
 PARAM_SIZES = {"root_pose": 3, "body_pose": 63, "lhand_pose": 45, "rhand_pose": 45, "jaw_pose": 3, "shape": 10,
                "expr": 10, "trans": 3}
-
-
-def _json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: not readable JSON ({type(err).__name__}: {err}); download Human3.6M again") from err
 
 
 def fit_param(raw: dict[str, Any], where: str) -> dict[str, Any]:
@@ -76,14 +68,10 @@ def load(spec: DatasetSpec, split: str, *, data_root=None, sample_interval: int 
     k = 0
     for subject in SUBJECTS[split]:
         stem = annot_dir / f"Human36M_subject{subject}"
-        db = _json(Path(f"{stem}_data.json"))
-        cameras, joints = _json(Path(f"{stem}_camera.json")), _json(Path(f"{stem}_joint_3d.json"))
-        fits = _json(Path(f"{stem}_SMPLX_NeuralAnnot.json"))
-        try:
-            images = {int(im["id"]): im for im in db["images"]}
-            anns = list(db["annotations"])
-        except (KeyError, TypeError) as err:
-            raise InputError(f"{stem}_data.json: expected 'images' and 'annotations' ({err})") from err
+        images, anns = read_coco(f"{stem}_data.json", "Human3.6M")
+        cameras = read_json(f"{stem}_camera.json", "Human3.6M")
+        joints = read_json(f"{stem}_joint_3d.json", "Human3.6M")
+        fits = read_json(f"{stem}_SMPLX_NeuralAnnot.json", "Human3.6M")
         for ann in anns:
             k += 1
             if k % max(1, sample_interval):

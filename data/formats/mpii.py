@@ -16,7 +16,6 @@ trusted (zero validity); no hand / face boxes; 2D only (``is_3D`` 0).
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from common.body_model import joint_sets as js
 from common.errors import ConfigError, InputError
 from common.utils.image import process_bbox
 from data.catalog import DatasetSpec, resolve_files, resolve_img_dir
-from data.formats.base import EntryRecords, EvalContext
+from data.formats.base import EntryRecords, EvalContext, read_coco, read_json
 from data.formats.coco_wholebody import neural_annot_fit
 
 MPII_NAMES = ("R_Ankle", "R_Knee", "R_Hip", "L_Hip", "L_Knee", "L_Ankle", "Pelvis", "Thorax", "Neck", "Head_top",
@@ -37,24 +36,13 @@ UNTRUSTED_ROTATIONS = ("L_Ankle", "R_Ankle", "L_Wrist", "R_Wrist")
 UNTRUSTED_JOINTS = ("L_Big_toe", "L_Small_toe", "L_Heel", "R_Big_toe", "R_Small_toe", "R_Heel")
 
 
-def _json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: not readable JSON ({type(err).__name__}: {err}); download it again") from err
-
-
 def load(spec: DatasetSpec, split: str, *, data_root=None, sample_interval: int = 1, bbox_ratio: float = 1.2,
          body_model_dir=None) -> EntryRecords:
     """MPII's training split as entries (module docstring); every ``sample_interval``-th annotation is kept."""
     annot_path, fit_path = resolve_files(spec, split, data_root)
     img_dir = resolve_img_dir(spec, data_root)
-    db, fits = _json(annot_path), _json(fit_path)
-    try:
-        images = {int(im["id"]): im for im in db["images"]}
-        anns = list(db["annotations"])
-    except (KeyError, TypeError) as err:
-        raise InputError(f"{annot_path}: expected COCO json with 'images' and 'annotations' ({err})") from err
+    images, anns = read_coco(annot_path, "MPII")
+    fits = read_json(fit_path, "MPII")
     entries, skipped = [], Counter()
     for k, ann in enumerate(anns):
         if (k + 1) % max(1, sample_interval):

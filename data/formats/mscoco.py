@@ -17,7 +17,6 @@ evaluate against, so MSCOCO has no benchmark evaluator.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -27,15 +26,8 @@ import numpy as np
 from common.errors import ConfigError, InputError
 from common.utils.image import process_bbox
 from data.catalog import DatasetSpec, resolve_files, resolve_img_dir
-from data.formats.base import EntryRecords, EvalContext
+from data.formats.base import EntryRecords, EvalContext, read_coco, read_json
 from data.formats.coco_wholebody import neural_annot_fit, to_supervision_set, wholebody_joints
-
-
-def _json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: not readable JSON ({type(err).__name__}: {err}); download it again") from err
 
 
 def _part_box(ann: dict[str, Any], key: str, w: int, h: int, ratio: float) -> np.ndarray | None:
@@ -54,13 +46,8 @@ def load(spec: DatasetSpec, split: str, *, data_root=None, sample_interval: int 
     """MSCOCO ``split`` as entries (module docstring); every ``sample_interval``-th annotation is kept."""
     files = resolve_files(spec, split, data_root)
     img_dir = resolve_img_dir(spec, data_root) / ("train2017" if split == "train" else "val2017")
-    db = _json(files[0])
-    fits = _json(files[1]) if split == "train" else {}
-    try:
-        images = {int(im["id"]): im for im in db["images"]}
-        anns = list(db["annotations"])
-    except (KeyError, TypeError) as err:
-        raise InputError(f"{files[0]}: expected COCO json with 'images' and 'annotations' ({err})") from err
+    images, anns = read_coco(files[0], "MSCOCO")
+    fits = read_json(files[1], "MSCOCO") if split == "train" else {}
     entries, skipped = [], Counter()
     for k, ann in enumerate(anns):
         if (k + 1) % max(1, sample_interval):

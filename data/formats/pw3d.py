@@ -20,7 +20,6 @@ Files (under the data root)::
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from common.engine.evaluator import PW3DEvaluator
 from common.errors import InputError
 from common.utils.image import process_bbox
 from data.catalog import DatasetSpec, resolve_files, resolve_img_dir
-from data.formats.base import EntryRecords, EvalContext
+from data.formats.base import EntryRecords, EvalContext, read_coco
 
 GENDER_CODES = {"neutral": 0, "n": 0, "male": 1, "m": 1, "female": 2, "f": 2}
 GENDERS = ("neutral", "male", "female")
@@ -48,21 +47,12 @@ def _f32(x: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
     return a.reshape(shape)
 
 
-def _read(path: Path) -> tuple[dict[int, dict], list[dict]]:
-    try:
-        db = json.loads(path.read_text())
-        return {int(im["id"]): im for im in db["images"]}, list(db["annotations"])
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise InputError(f"{path}: not a readable 3DPW annotation file ({type(err).__name__}: {err}); expected "
-                         "COCO json with 'images' and 'annotations'") from err
-
-
 def load(spec: DatasetSpec, split: str, *, data_root=None, sample_interval: int = 1, bbox_ratio: float = 1.2,
          body_model_dir=None) -> EntryRecords:
     """3DPW ``split`` as entries (module docstring); every ``sample_interval``-th annotation is kept."""
     (annot_path,) = resolve_files(spec, split, data_root)
     img_dir = resolve_img_dir(spec, data_root)
-    images, anns = _read(annot_path)
+    images, anns = read_coco(annot_path, "3DPW")
     entries, skipped = [], Counter()
     for k, ann in enumerate(anns[::max(1, sample_interval)]):
         where = f"{annot_path} annotation {ann.get('id', k)}"

@@ -27,7 +27,6 @@ its projection lands inside the image (facts sheet section 6), with the 8 number
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from common.engine.evaluator import WholeBodyEvaluator
 from common.errors import InputError
 from common.utils.image import process_bbox
 from data.catalog import DatasetSpec, _scenes, resolve_files, resolve_img_dir
-from data.formats.base import EntryRecords, EvalContext
+from data.formats.base import EntryRecords, EvalContext, read_coco, read_json
 from data.formats.coco_wholebody import neural_annot_fit, resize_box, to_supervision_set, wholebody_joints
 
 BODY_BOX_RATIO = 1.25  # the original's UBody loader used process_bbox's default, not bbox_ratio
@@ -51,13 +50,6 @@ def video_name(file_name: str) -> str:
     """The video of an image path (its folder), without a ``_Trim...`` suffix, as listed in the split file."""
     name = Path(file_name.lstrip("/")).parent.name
     return name.split("_Trim")[0] if "Trim" in name else name
-
-
-def _load_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: not readable JSON ({type(err).__name__}: {err}); download UBody again") from err
 
 
 def load(spec: DatasetSpec, split: str, *, data_root=None, sample_interval: int = 1, bbox_ratio: float = 1.2,
@@ -75,12 +67,8 @@ def load(spec: DatasetSpec, split: str, *, data_root=None, sample_interval: int 
     for scene in _scenes(root, spec):
         kp_path = root / "UBody" / "annotations" / scene / "keypoint_annotation.json"
         fit_path = kp_path.with_name("smplx_annotation.json")
-        db, fits = _load_json(kp_path), _load_json(fit_path)
-        try:
-            images = {int(im["id"]): im for im in db["images"]}
-            anns = list(db["annotations"])
-        except (KeyError, TypeError) as err:
-            raise InputError(f"{kp_path}: expected COCO json with 'images' and 'annotations' ({err})") from err
+        images, anns = read_coco(kp_path, "UBody")
+        fits = read_json(fit_path, "UBody")
         for k, ann in enumerate(anns):
             if (k + 1) % interval:
                 continue
