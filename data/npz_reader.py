@@ -1,8 +1,9 @@
 """Streaming reader of ``.npz`` members (HumanData annotation files can hold multi-gigabyte keypoint arrays).
 
 :class:`NpzReader` opens the zip once, reads array headers without data, whole members (pickled dict members
-included) or selected rows and columns of a numeric member in chunks of about 32 MB. Every error names the file
-and the key and says what to do. :func:`decompress_keypoints` undoes mmhuman3d's keypoint compression.
+included, through an allow-list: no code runs from the file) or selected rows and columns of a numeric member in
+chunks of about 32 MB. Every error names the file and the key and says what to do. :func:`decompress_keypoints`
+undoes mmhuman3d's keypoint compression.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import InputError
+from common.utils.safe_pickle import UnsafePickleError, safe_load
 
 _CHUNK_BYTES = 32 << 20  # keypoint arrays are streamed in chunks of about this size
 _READ_ERRORS = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError, zipfile.BadZipFile,
@@ -57,6 +59,9 @@ class NpzReader:
             yield
         except InputError:
             raise
+        except UnsafePickleError as err:
+            raise InputError(f"{self.path}: key '{key}': {err}. HumanData stores only arrays, dicts, lists, strings "
+                             "and numbers; this file was crafted or written by other software, do not use it") from None
         except _READ_ERRORS as err:
             raise InputError(f"{self.path}: cannot read key '{key}' ({type(err).__name__}: {err}); the file is corrupt "
                              "or truncated, download or export it again") from err
@@ -78,13 +83,21 @@ class NpzReader:
         return self._headers[key]
 
     def read(self, key: str) -> np.ndarray:
-        """A whole member. Dict-valued HumanData keys are pickled 0-d object arrays, hence allow_pickle."""
+        """A whole member. Dict-valued HumanData keys are pickled 0-d object arrays: those are read with the
+        restricted unpickler (:mod:`common.utils.safe_pickle`), which admits plain data only, so a crafted file
+        cannot run code."""
         if key in self._objects:
             return self._objects[key]
+        _, _, dtype = self.header(key)
         with self._reading(key), self._zip.open(self.members[key]) as f:
-            a = np.lib.format.read_array(f, allow_pickle=True)
-        if a.dtype.hasobject:
-            self._objects[key] = a
+            if not dtype.hasobject:
+                return np.lib.format.read_array(f, allow_pickle=False)
+            self._read_header(f)  # numpy stores an object array as a pickle of the array after the header
+            a = safe_load(f)
+        if not isinstance(a, np.ndarray):
+            raise InputError(f"{self.path}: key '{key}' holds a {type(a).__name__}, not an array; the file is not "
+                             "HumanData")
+        self._objects[key] = a
         return a
 
     def rows_of(self, key: str, n: int, min_cols: int = 0) -> tuple[int, ...]:

@@ -25,6 +25,7 @@ from torch import nn
 from common import paths
 from common.body_model import joint_sets as js
 from common.errors import BodyModelFilesMissing
+from common.utils.safe_pickle import UnsafePickleError, safe_load, verify_npz
 
 GENDERS = ("neutral", "male", "female")
 SMPLX_MODEL_FILES = tuple(f"smplx/SMPLX_{g.upper()}.npz" for g in GENDERS)
@@ -133,6 +134,7 @@ class SMPLXLayer(nn.Module):
         name = f"smplx/SMPLX_{gender.upper()}.npz"
         check_body_model_files(model_dir, only=[name])
         try:
+            verify_npz(model_dir / name)  # smplx unpickles the file's dict members: make sure they are plain data
             self.model = smplx.create(
                 str(model_dir), "smplx", gender=gender, use_pca=False, use_face_contour=True, flat_hand_mean=False,
                 num_betas=js.SHAPE_PARAM_DIM, num_expression_coeffs=js.EXPR_PARAM_DIM, ext="npz",
@@ -180,6 +182,30 @@ class SMPLXLayer(nn.Module):
                          right_hand_pose=x["rhand_pose"], jaw_pose=x["jaw_pose"], leye_pose=eyes, reye_pose=eyes,
                          betas=x["betas"], expression=x["expr"], transl=x.get("transl"), return_shaped=False)
         return out.vertices, out.joints
+
+
+def load_smpl_layer(model_dir: str | Path, gender: str = "neutral") -> nn.Module:
+    """The pip ``smplx`` SMPL layer of ``<model_dir>/smpl/SMPL_<GENDER>.pkl``, its pickle read with the allow-list
+    (:func:`common.utils.safe_pickle.safe_load`: numpy arrays and the scipy.sparse ``J_regressor``), so a crafted
+    file cannot run code. Files that still hold ``chumpy`` objects (SMPL 1.0) are refused with the fix."""
+    import smplx
+    from smplx.utils import Struct
+
+    model_dir = Path(model_dir).expanduser().resolve()
+    name = f"smpl/SMPL_{gender.upper()}.pkl"
+    check_body_model_files(model_dir, smpl=True, only=[name])
+    try:
+        with open(model_dir / name, "rb") as fh:
+            data = safe_load(fh, sparse=True)
+        if not isinstance(data, dict):
+            raise ValueError(f"holds a {type(data).__name__}, not the SMPL model dict")
+    except UnsafePickleError as err:
+        hint = (" It holds chumpy objects (SMPL 1.0 files): save its arrays as plain numpy arrays first (e.g. the "
+                "smplx package's tools/clean_ch.py) or download SMPL 1.1") if "chumpy" in str(err) else ""
+        raise _unreadable(model_dir, name, ValueError(f"{err}.{hint}")) from None
+    except _READ_ERRORS as err:
+        raise _unreadable(model_dir, name, err) from err
+    return smplx.SMPL(str(model_dir / "smpl"), data_struct=Struct(**data), gender=gender)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -232,10 +258,10 @@ def _load_eval_assets(model_dir: Path) -> EvalAssets:
             j_reg = np.asarray(npz["J_regressor"], np.float32)
         current = names[1]
         with open(model_dir / current, "rb") as fh:
-            j14 = np.asarray(pickle.load(fh, encoding="latin1"), np.float32)
+            j14 = np.asarray(safe_load(fh, sparse=True), np.float32)
         current = names[2]
         with open(model_dir / current, "rb") as fh:
-            mano = pickle.load(fh, encoding="latin1")
+            mano = safe_load(fh)
         hand_idx = {side: np.asarray(mano[f"{side}_hand"], np.int64) for side in ("left", "right")}
         current = names[3]
         face_idx = np.asarray(np.load(model_dir / current), np.int64)

@@ -26,6 +26,7 @@ import torch
 from common.errors import CheckpointError
 from common.nets.vit import VIT_SIZES
 from common.utils.io import atomic_open
+from common.utils.safe_pickle import torch_safe_globals
 
 log = logging.getLogger(__name__)
 
@@ -34,28 +35,74 @@ LEGACY_RENAMES = (("backbone", "encoder"), ("body_rotation_net", "body_regressor
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint file onto the CPU, with a clear error for missing, truncated or foreign files."""
+    """Load a checkpoint file onto the CPU without running code from it, with a clear error for missing,
+    truncated, foreign or unsafe files.
+
+    Only tensors, containers, numbers, strings and numpy arrays / scalars are read (``torch.load(weights_only=True)``
+    widened by :func:`common.utils.safe_pickle.torch_safe_globals`): the released SMPLer-X and ViTPose files and our
+    snapshots hold nothing else. A file that asks for any other Python object is refused, naming it, because
+    unpickling it could run arbitrary code.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}. Released SMPLer-X weights go in pretrained_models/ "
                               "(see pretrained_models/README.md); or pass the path of a training snapshot")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): an interrupted download or copy; "
+                              "download or copy it again")
     try:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as err:
-            if "weights_only" not in str(err):
-                raise
-            # Older checkpoints may pickle plain Python / numpy objects beside the tensors; those are only loaded
-            # from files the user chose to run, so fall back to full unpickling with a note.
-            log.warning("%s holds non-tensor objects; loading it with weights_only=False", path.name)
-            obj = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(torch_safe_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=_can_mmap(path))
+    except pickle.UnpicklingError as err:
+        unsafe = _unsafe_globals(path)
+        if not unsafe and "GLOBAL" not in str(err):
+            raise CheckpointError(f"cannot read checkpoint {path}: {_weights_only_reason(err)}. The file is truncated "
+                                  "or not a PyTorch checkpoint; download or copy it again") from err
+        raise CheckpointError(f"refusing to load checkpoint {path}: it holds Python objects that are not plain "
+                              f"weights ({', '.join(unsafe) or _weights_only_reason(err)}), and unpickling them could "
+                              "run code from the file. Released SMPLer-X / ViTPose checkpoints hold only tensors, "
+                              "numbers and strings: download the file again from the official source, or re-save "
+                              "only its weights (torch.save({'network': sd}, ...)) where you trust it") from None
     except Exception as err:  # torch.load raises many types on foreign or damaged bytes (IndexError, EOFError...)
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(err).__name__}: {str(err).splitlines()[0]}. "
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(err).__name__}: {_first_line(err)}. "
                               "The file is truncated or not a PyTorch checkpoint; download or copy it again") from err
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict; expected a SMPLer-X "
                               "checkpoint ({'network': ...}) or a ViTPose one ({'state_dict': ...})")
     return obj
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else "no details"
+
+
+def _weights_only_reason(err: BaseException) -> str:
+    """The specific line of torch's long weights-only error (e.g. 'Unsupported operand 10')."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    for i, ln in enumerate(lines):
+        if ln.startswith(("WeightsUnpickler error", "Trying to load unsupported")):
+            rest = ln.split(":", 1)[1].strip() if ln.startswith("WeightsUnpickler") else ln
+            return rest or (lines[i + 1] if i + 1 < len(lines) else ln)
+    return _first_line(err)
+
+
+def _can_mmap(path: Path) -> bool:
+    """Whether ``torch.load(mmap=True)`` applies: the zip format of ``torch.save`` (not the legacy tar/pickle one).
+    Memory-mapping reads only the tensors that are used (a released H32 file also holds the optimiser state)."""
+    import zipfile
+
+    return zipfile.is_zipfile(path)
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """The non-allow-listed globals a checkpoint asks for (read from its pickle opcodes, nothing executed)."""
+    try:
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 - only used to word the message
+        return []
+    allowed = {f"{getattr(g, '__module__', '')}.{getattr(g, '__qualname__', '')}" for g in torch_safe_globals()}
+    return [g for g in found if g not in allowed][:5]
 
 
 def network_state(ckpt: dict[str, Any], source: str = "checkpoint") -> OrderedDict[str, torch.Tensor]:

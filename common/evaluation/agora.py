@@ -68,5 +68,8 @@ class SubmissionWriter:
 
 
 def read_prediction(path: str | Path) -> dict:
+    """A submission file's dict (numpy arrays and numbers), read with the allow-list (no code from the file)."""
+    from common.utils.safe_pickle import safe_load
+
     with open(path, "rb") as f:
-        return pickle.load(f)
+        return safe_load(f)

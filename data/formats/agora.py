@@ -39,6 +39,7 @@ from common.engine.evaluator import WholeBodyEvaluator, _np
 from common.errors import InputError
 from common.evaluation.agora import AGORA_RESOLUTION, SubmissionWriter
 from common.utils.image import sanitize_bbox
+from common.utils.safe_pickle import safe_load
 from data.catalog import DatasetSpec, resolve_files, resolve_img_dir
 from data.formats.base import EntryRecords, EvalContext, LazyArray, read_coco, read_json
 
@@ -101,7 +102,7 @@ def _crop(folder: Path, stem: str) -> tuple[Path, np.ndarray, tuple[int, int]] |
 def _smplx_param(path: Path, kid: bool) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
-            p = pickle.load(f, encoding="latin1")
+            p = safe_load(f, torch_tensors=True)  # plain data (arrays or tensors) only: no code from the file
         flat = {k: np.asarray(v, np.float32).reshape(-1) for k, v in p.items() if k != "gender"
                 and np.asarray(v).dtype != object}
         shape = flat["betas"] if kid or "betas_neutral" not in flat else flat["betas_neutral"]
@@ -110,7 +111,7 @@ def _smplx_param(path: Path, kid: bool) -> dict[str, Any]:
                 "jaw_pose": flat["jaw_pose"][:3], "shape": shape[:10].copy(), "expr": flat["expression"][:10],
                 "trans": flat["transl"][:3], "lhand_valid": True, "rhand_valid": True, "face_valid": True,
                 "gender": "neutral"}
-    except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError) as err:
+    except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError, AttributeError) as err:
         raise InputError(f"{path}: cannot read the SMPL-X parameters ({type(err).__name__}: {err})") from err
 
 

@@ -113,13 +113,12 @@ class SMPLMeshes:
     """Gendered SMPL layers (pip ``smplx``) from ``<body_model_dir>/smpl/SMPL_{NEUTRAL,MALE,FEMALE}.pkl``."""
 
     def __init__(self, body_model_dir: str | Path):
-        import smplx
-
         from common.body_model import check_body_model_files
+        from common.body_model.smplx_model import load_smpl_layer
 
         folder = Path(body_model_dir)
         check_body_model_files(folder, smpl=True, only=[f"smpl/SMPL_{g.upper()}.pkl" for g in GENDERS])
-        self.layers = {g: smplx.SMPL(str(folder / "smpl"), gender=g) for g in GENDERS}
+        self.layers = {g: load_smpl_layer(folder, g) for g in GENDERS}
         self.j_regressor = self.layers["neutral"].J_regressor.numpy().astype(np.float64)  # (24, 6890)
 
     @torch.no_grad()

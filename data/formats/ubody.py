@@ -27,6 +27,7 @@ its projection lands inside the image (facts sheet section 6), with the 8 number
 
 from __future__ import annotations
 
+import pickle
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ import numpy as np
 from common.engine.evaluator import WholeBodyEvaluator
 from common.errors import InputError
 from common.utils.image import process_bbox
+from common.utils.safe_pickle import read_npy_plain
 from data.catalog import DatasetSpec, _scenes, resolve_files, resolve_img_dir
 from data.formats.base import EntryRecords, EvalContext, read_coco, read_json
 from data.formats.coco_wholebody import neural_annot_fit, resize_box, to_supervision_set, wholebody_joints
@@ -59,8 +61,8 @@ def load(spec: DatasetSpec, split: str, *, data_root=None, sample_interval: int 
     img_root = resolve_img_dir(spec, data_root)
     root = files[0].parents[2]  # <data_root>/UBody/splits/x.npy -> <data_root>
     try:
-        test_videos = {str(v) for v in np.load(files[0], allow_pickle=True).tolist()}
-    except (OSError, ValueError) as err:
+        test_videos = {str(v) for v in read_npy_plain(files[0]).tolist()}
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as err:
         raise InputError(f"{files[0]}: cannot read the test-video list ({err}); download UBody again") from err
     entries, skipped = [], Counter()
     interval = max(1, sample_interval)
