@@ -333,6 +333,22 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.amp='{cfg.train.amp}' must be 'auto', 'bf16' or 'off'")
     if cfg.train.fine_tune not in ("", "backbone", "neck_and_head", "head"):
         raise ConfigError(f"train.fine_tune='{cfg.train.fine_tune}' must be '', 'backbone', 'neck_and_head' or 'head'")
+    t = cfg.train
+    for key, value, low in (("train.end_epoch", t.end_epoch, 1), ("train.batch_size", t.batch_size, 1),
+                            ("train.num_workers", t.num_workers, 0), ("train.save_epoch", t.save_epoch, 1),
+                            ("train.print_iters", t.print_iters, 1), ("train.max_nonfinite_steps",
+                                                                       t.max_nonfinite_steps, 1),
+                            ("test.batch_size", cfg.test.batch_size, 1), ("data.total_data_len",
+                                                                          cfg.data.total_data_len, 1)):
+        if value < low:
+            raise ConfigError(f"{key}={value} must be at least {low}")
+    for key, value in (("train.lr", t.lr), ("train.min_lr", t.min_lr), ("train.weight_decay", t.weight_decay),
+                       ("train.grad_clip", t.grad_clip), ("data.bbox_ratio", cfg.data.bbox_ratio)):
+        if not value >= 0 or value == float("inf"):
+            raise ConfigError(f"{key}={value} must be a finite number >= 0")
+    bad = {k: v for k, v in cfg.data.sample_interval.items() if v < 1}
+    if bad:
+        raise ConfigError(f"data.sample_interval {bad}: intervals must be at least 1 (1 = every sample)")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -381,5 +397,23 @@ def format_config(cfg: Config) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m common.config smpler_x_s32 [key=value ...]: print the resolved config
-    print(format_config(load_config(sys.argv[1], sys.argv[2:])))
+def _main(argv: list[str]) -> int:
+    """``python -m common.config NAME [key=value ...]``: print the resolved config."""
+    # Run as a script this file is ``__main__``, whose Config class is not the one config files import: use the
+    # package module so isinstance checks see a single Config.
+    from common import config as package
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: python -m common.config NAME_OR_FILE [section.key=value ...]\n"
+              f"configs: {', '.join(package.available_configs())}")
+        return 0 if argv else 2
+    try:
+        print(package.format_config(package.load_config(argv[0], argv[1:])))
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

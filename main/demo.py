@@ -60,8 +60,8 @@ def check_state(out: Path, state: dict) -> None:
     path = out / "demo_state.json"
     if path.is_file():
         old = json.loads(path.read_text())
-        if old != state:
-            changed = ", ".join(f"{k}: {old.get(k)} -> {v}" for k, v in state.items() if old.get(k) != v)
+        changed = ", ".join(f"{k}: {old[k]} -> {v}" for k, v in state.items() if k in old and old[k] != v)
+        if changed:  # (a key missing from an older demo's state is not a change)
             raise UserError(f"{out} holds a demo made with other settings ({changed}); delete that folder or pass "
                             "another --output")
     with atomic_open(path, "w") as f:
@@ -170,6 +170,14 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=48, help="frames of the synthetic clip (default 48)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     args = p.parse_args(argv)
+    from common.config import load_config
+
+    batch = load_config(CONFIG).train.batch_size
+    for flag, value, low, why in (("--train-images", args.train_images, batch, f" (one training batch is {batch})"),
+                                  ("--test-images", args.test_images, 1, ""), ("--epochs", args.epochs, 1, ""),
+                                  ("--frames", args.frames, 1, "")):
+        if value < low:
+            p.error(f"{flag} {value}: must be at least {low}{why}")
     out = Path(args.output).absolute()
     out.mkdir(parents=True, exist_ok=True)
     progress = not args.no_progress
@@ -181,7 +189,7 @@ def main(argv=None) -> int:
         from data.synthetic_humandata import prepare_synthetic_dataset
 
         check_state(out, {"body_model_dir": str(Path(bm_dir).absolute()), "train_images": args.train_images,
-                          "test_images": args.test_images})
+                          "test_images": args.test_images, "epochs": args.epochs})
         data_root = out / "data"
         say(f"data: synthetic HumanData set ({args.train_images} training, {args.test_images} test images) in "
             f"{data_root}")

@@ -7,7 +7,10 @@
 Run folder: ``output/train_<exp_name>_<YYYYmmdd_HHMMSS>/`` (``--run-dir`` to choose it) with ``model_dump/``
 (``snapshot_<epoch>.pth.tar``), ``log/train_logs.txt``, ``log/tb/`` (TensorBoard), ``config.json``,
 ``git_rev.txt``. ``--resume auto`` continues the newest run of the same name from its newest checkpoint (so a
-requeued SLURM job resumes by itself); ``--resume PATH`` from a given checkpoint. Initialisation: the encoder from
+requeued SLURM job resumes by itself); ``--resume PATH`` from a given checkpoint; either refuses a checkpoint
+written with other settings (batch size, epochs, datasets, process count ...) unless ``--allow-config-change``.
+SIGTERM / SIGUSR1 (SLURM) and Ctrl-C write ``model_dump/snapshot_last.pth.tar`` after the current step, then exit
+(124, or 130 for Ctrl-C). Initialisation: the encoder from
 ``paths.encoder_pretrained`` (ViTPose) when set, or everything from ``paths.pretrained_model`` (a released SMPLer-X
 checkpoint, for fine-tuning).
 """
@@ -32,6 +35,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--exp_name", default=None, help="run name (default: the config name)")
     p.add_argument("--run-dir", default=None, help="run folder (default: output/train_<exp_name>_<time>)")
     p.add_argument("--resume", default=None, help="'auto' (newest checkpoint of the newest run of this name) or PATH")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="resume even though the config or the process count differ from the checkpoint's (the "
+                        "schedule or the data order then differ from the interrupted run)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--num_gpus", type=int, default=None, help=argparse.SUPPRESS)  # accepted for the original's CLI
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -70,6 +76,9 @@ def main(argv=None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before training started (during training Ctrl-C writes a snapshot first)
+        print("error: interrupted", file=sys.stderr)
+        return 130
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
 
     from common import paths
     from common.config import load_config
-    from common.engine.trainer import Trainer
+    from common.engine.checkpoint import read_checkpoint
+    from common.engine.trainer import Trainer, check_resumable, resume_differences
     from common.utils.dist import all_gather_object, cleanup, init_distributed
 
     cfg = load_config(args.config, args.overrides)
@@ -96,6 +106,18 @@ def run(args: argparse.Namespace) -> int:
     if run_dir is None:  # every rank must use rank 0's folder name (their clocks differ)
         name = f"train_{exp}_{time.strftime('%Y%m%d_%H%M%S')}"
         run_dir = paths.OUTPUT_DIR / all_gather_object(name)[0]
+    resume_state = None
+    if resume_ckpt is not None:  # checked before the model and the data are built
+        resume_state = read_checkpoint(resume_ckpt)
+        check_resumable(resume_state, resume_ckpt)
+        diffs = resume_differences(resume_state.get("config") or {}, cfg, resume_state.get("world_size"),
+                                   dist_info.world_size)
+        if diffs and not args.allow_config_change:
+            raise UserError(f"{resume_ckpt} was written with other settings, so resuming would not continue that "
+                            f"run: {'; '.join(diffs)}. Use the same config, overrides and process count, start a new "
+                            "run (another --exp_name or no --resume), or pass --allow-config-change to resume anyway")
+        for d in diffs:
+            log.warning("resuming with a changed setting (--allow-config-change): %s", d)
 
     from data.datasets import build_train_dataset, collate
     from main.steps import build_training_model, smplerx_step
@@ -107,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(cfg, model, dataset, step, run_dir, dist_info, collate_fn=collate,
                       progress=not args.no_progress)
     if resume_ckpt is not None:
-        trainer.resume(resume_ckpt)
+        trainer.resume(resume_ckpt, resume_state)
+        del resume_state
     try:
         trainer.fit()
         # every rank reports a checksum of its final weights: DDP keeps them identical (tests compare them)

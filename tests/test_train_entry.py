@@ -180,3 +180,88 @@ def test_slurm_test_script_shards_gathers_and_keeps_going(tmp_path, synthetic, b
     bad = subprocess.run(["bash", "main/slurm_test.sh", "pytest_eval", "1", "train_x", "7"], cwd=paths.REPO_ROOT,
                          env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "snapshot_7.pth.tar" in bad.stderr
+
+
+def test_ctrl_c_writes_a_snapshot_and_resume_checks_the_settings(tmp_path, synthetic, body_model_dir):
+    """Ctrl-C (SIGINT to the whole process group, data-loader workers included, as a terminal sends it) finishes the
+    step, writes snapshot_last and exits 130 without a traceback; resuming with another batch size is refused naming
+    the key; --allow-config-change resumes anyway."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    cmd = [PY, "-m", "main.train", "--config", "smpler_x_synthetic", "--run-dir", str(run), "--no-progress",
+           *_overrides(synthetic, body_model_dir, "train.end_epoch=200", "train.num_workers=2", "train.print_iters=1")]
+    proc = subprocess.Popen(cmd, cwd=paths.REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    log = run / "log" / "train_logs.txt"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if log.is_file() and "iter 2/" in log.read_text():
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert "snapshot_last.pth.tar" in err
+    last = run / "model_dump" / "snapshot_last.pth.tar"
+    assert last.is_file()
+    import torch
+
+    assert torch.load(last, weights_only=True)["iteration"] >= 2
+
+    from main import train
+
+    code = train.main(["--config", "smpler_x_synthetic", "--run-dir", str(run), "--resume", "auto", "--no-progress",
+                       *_overrides(synthetic, body_model_dir, "train.end_epoch=200", "train.batch_size=2")])
+    assert code == 2
+    code = train.main(["--config", "smpler_x_synthetic", "--run-dir", str(run), "--resume", "auto", "--no-progress",
+                       "--allow-config-change", *_overrides(synthetic, body_model_dir, "train.end_epoch=1")])
+    assert code == 0 and (run / "model_dump" / "snapshot_0.pth.tar").is_file()
+
+
+def test_resume_refuses_changed_settings_naming_them(tmp_path, capsys):
+    from common.config import config_to_dict, load_config
+    from common.engine.trainer import resume_differences
+
+    cfg = load_config("smpler_x_synthetic")
+    saved = config_to_dict(cfg)
+    assert resume_differences(saved, cfg, 1, 1) == []
+    assert resume_differences(saved, load_config("smpler_x_synthetic", ["train.num_workers=7"]), 1, 1) == []
+    for override, key in (("train.batch_size=2", "train.batch_size"), ("train.end_epoch=3", "train.end_epoch"),
+                          ("data.trainset_humandata=[Synthetic,EHF]", "data.trainset_humandata"),
+                          ("data.sample_interval={'Synthetic': 2}", "data.sample_interval"),
+                          ("train.lr=1", "train.lr")):
+        diffs = resume_differences(saved, load_config("smpler_x_synthetic", [override]), 1, 1)
+        assert len(diffs) == 1 and diffs[0].startswith(key + ":"), (override, diffs)
+    assert resume_differences(saved, cfg, 2, 1) == ["processes (world size): 2 -> 1"]
+
+
+@pytest.mark.parametrize("override", ["train.end_epoch=0", "train.end_epoch=-1", "train.batch_size=0",
+                                      "train.lr=-1", "train.lr=nan", "data.sample_interval={'EHF': 0}"])
+def test_impossible_training_settings_are_config_errors(override):
+    from common.config import load_config
+    from common.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=override.split("=")[0].replace(".", r"\.")):
+        load_config("smpler_x_synthetic", [override])
+
+
+def test_config_module_runs_as_a_script():
+    out = subprocess.run([PY, "-m", "common.config", "smpler_x_h32", "train.lr=2e-5"], cwd=paths.REPO_ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "train.lr = 2e-05" in out.stdout and "model.encoder_size = 'h'" in out.stdout
+    bad = subprocess.run([PY, "-m", "common.config", "smpler_x_h32", "train.batch_size=0"], cwd=paths.REPO_ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "train.batch_size=0 must be at least 1" in bad.stderr
+
+
+@pytest.mark.parametrize("flag", ["--train-images", "--epochs"])
+def test_demo_rejects_zero_sizes(tmp_path, flag):
+    out = subprocess.run([PY, "-m", "main.demo", "--output", str(tmp_path / "d"), flag, "0"], cwd=paths.REPO_ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and f"{flag} 0: must be at least" in out.stderr
+    assert not (tmp_path / "d").exists()

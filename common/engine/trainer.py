@@ -44,6 +44,31 @@ from common.utils.dist import DistInfo, reduce_dict
 
 log = logging.getLogger(__name__)
 PREEMPT_EXIT_CODE = 124  # exit status after a preemption checkpoint (SLURM can requeue on it)
+INTERRUPT_EXIT_CODE = 130  # exit status after Ctrl-C (SIGINT) and its checkpoint, the shell's convention
+# Config keys that may change when a run is resumed: they do not change what is trained or in which order.
+RESUME_FREE_KEYS = ("name", "paths.", "test.", "data.testset", "train.num_workers", "train.print_iters",
+                    "train.save_epoch", "train.max_nonfinite_steps", "model.activation_checkpointing")
+
+
+def resume_differences(saved: dict[str, Any], cfg: Config, saved_world_size: int | None,
+                       world_size: int) -> list[str]:
+    """What differs between the config (and process count) a checkpoint was written with and this run's, as
+    ``"key: saved -> now"`` lines; keys in :data:`RESUME_FREE_KEYS` are ignored. A difference changes the
+    schedule, the data or their order, so the resumed run would not be the interrupted one."""
+
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) and k != "sample_interval"
+                       else {f"{prefix}{k}": json.loads(json.dumps(v))})  # tuples and lists compare equal
+        return out
+
+    old, new = flat(saved), flat(config_to_dict(cfg))
+    diffs = [f"{k}: {old.get(k, '(absent)')!r} -> {new.get(k, '(absent)')!r}" for k in sorted(set(old) | set(new))
+             if not k.startswith(RESUME_FREE_KEYS) and old.get(k) != new.get(k)]
+    if saved_world_size is not None and saved_world_size != world_size:
+        diffs.append(f"processes (world size): {saved_world_size} -> {world_size}")
+    return diffs
 
 
 def _numpy_state() -> dict[str, Any]:
@@ -133,6 +158,7 @@ class Trainer:
         self.sampler.dataset = dataset
         self.loader = DataLoader(dataset, batch_size=tc.batch_size, sampler=self.sampler,
                                  num_workers=tc.num_workers, drop_last=True, collate_fn=collate_fn,
+                                 worker_init_fn=_worker_ignores_stop_signals,
                                  pin_memory=self.device.type == "cuda", persistent_workers=False,
                                  # its own generator: creating an epoch's iterator must not consume the global
                                  # torch RNG (DropPath's), or a resumed run would diverge from an uninterrupted one
@@ -203,13 +229,10 @@ class Trainer:
             torch.distributed.barrier()
         return path
 
-    def resume(self, path: str | Path) -> None:
-        """Continue exactly from a checkpoint written by :meth:`save`."""
-        ckpt = read_checkpoint(path)
-        missing = [k for k in ("optimizer", "scheduler", "epoch", "iteration") if k not in ckpt]
-        if missing:
-            raise CheckpointError(f"{path} has no {', '.join(missing)}: it cannot be resumed (a released model or "
-                                  "an encoder checkpoint starts a new run with paths.pretrained_model instead)")
+    def resume(self, path: str | Path, ckpt: dict[str, Any] | None = None) -> None:
+        """Continue exactly from a checkpoint written by :meth:`save` (``ckpt``: its contents, if already read)."""
+        ckpt = read_checkpoint(path) if ckpt is None else ckpt
+        check_resumable(ckpt, path)
         self.model.load_state_dict(network_state(ckpt, str(path)), strict=True)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -233,25 +256,33 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
+        if signum == signal.SIGINT and self._preempt_signal == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now, without the snapshot
         self._preempt_signal = signum
-        log.warning("received signal %d: will checkpoint after the current step and exit", signum)
+        name = signal.Signals(signum).name
+        log.warning("received %s: will write model_dump/snapshot_last.pth.tar after the current step and exit%s",
+                    name, " (Ctrl-C again to stop at once, without it)" if signum == signal.SIGINT else "")
 
     def fit(self) -> TrainState:
-        """Train to ``end_epoch``; on SIGTERM / SIGUSR1 save ``snapshot_last.pth.tar`` and raise SystemExit(124)."""
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGUSR1)}
+        """Train to ``end_epoch``. On SIGTERM / SIGUSR1 (a scheduler's stop or time-limit warning) or SIGINT (Ctrl-C)
+        finish the current step, save ``snapshot_last.pth.tar`` and raise SystemExit(124) (SIGINT: 130); ``--resume
+        auto`` continues from it exactly."""
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)}
         try:
             tc = self.cfg.train
             while self.state.epoch < tc.end_epoch:
                 self._train_epoch()
-                if self._preempt_signal is not None:
+                if self.state.batch_in_epoch < self.iters_per_epoch:  # stopped part-way by a signal
                     break
                 if (self.state.epoch + 1) % tc.save_epoch == 0 or self.state.epoch + 1 == tc.end_epoch:
                     self.save(f"snapshot_{self.state.epoch}.pth.tar")
                 self.state.epoch += 1
                 self.state.batch_in_epoch = 0
+                if self._preempt_signal is not None:  # arrived during the epoch's last step
+                    break
             if self._preempt_signal is not None:
                 self.save("snapshot_last.pth.tar")
-                raise SystemExit(PREEMPT_EXIT_CODE)
+                raise SystemExit(INTERRUPT_EXIT_CODE if self._preempt_signal == signal.SIGINT else PREEMPT_EXIT_CODE)
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
@@ -358,6 +389,21 @@ class Trainer:
         if handler is not None:
             logging.getLogger().removeHandler(handler)
             handler.close()
+
+
+def check_resumable(ckpt: dict[str, Any], path: str | Path) -> None:
+    """Raise CheckpointError unless ``ckpt`` holds the training state :meth:`Trainer.resume` needs."""
+    missing = [k for k in ("optimizer", "scheduler", "epoch", "iteration") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} has no {', '.join(missing)}: it cannot be resumed (a released model or "
+                              "an encoder checkpoint starts a new run with paths.pretrained_model instead)")
+
+
+def _worker_ignores_stop_signals(worker_id: int) -> None:  # noqa: ARG001
+    """Data-loader workers leave SIGINT / SIGTERM to the main process, which checkpoints and then shuts them down
+    (a terminal's Ctrl-C reaches every process of the group; a worker dying first would abort the snapshot)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _git_revision() -> str:
