@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> list[Path]:
 
     from common.engine.predictor import Predictor, load_model, resolve_device
     from common.utils.image import check_person_box, load_image, parse_bbox
+    from common.utils.io import check_output_dir
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     boxes = [parse_bbox(b) for b in args.bbox] or [(0.0, 0.0, float(w), float(h))]
     for box in boxes:
         check_person_box(box, w, h)
+    check_output_dir(args.output, ("smplx", "meta", "mesh", "img"))
     device = resolve_device(args.device)
     model, cfg = load_model(args.ckpt, args.config, tuple(args.overrides), args.body_model_dir, device)
     results = Predictor(model, cfg, bf16=args.bf16)(image, boxes)

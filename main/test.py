@@ -105,10 +105,11 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     from common.engine.predictor import load_model, resolve_device
     from common.nets import body_model_dir
     from common.utils.dist import all_gather_object, init_distributed
-    from common.utils.io import atomic_open
+    from common.utils.io import atomic_open, check_output_dir
 
     dist = init_distributed(device=args.device)
     ckpt = resolve_checkpoint(args)
+    check_output_dir(args.output or paths.OUTPUT_DIR)  # before the model loads: a bad folder costs nothing
     device = dist.device if dist.world_size > 1 else resolve_device(args.device)
     model, cfg = load_model(ckpt, None, tuple(args.overrides), args.body_model_dir, device)
     assets = load_eval_assets(body_model_dir(cfg))

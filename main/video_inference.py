@@ -63,6 +63,7 @@ import dataclasses
 import json
 import logging
 import queue
+import signal
 import struct
 import sys
 import threading
@@ -221,6 +222,8 @@ class RunReport:
     track_ids: set[int] = field(default_factory=set)
     input_problem: str | None = None
     render_note: str | None = None
+    notes: list[str] = field(default_factory=list)  # warnings for the summary (e.g. unused boxes)
+    last_index: int = -1  # frame index of the last completed frame
     error: str | None = None
     wall_s: float = 0.0
     load_s: float = 0.0
@@ -246,6 +249,7 @@ class RunReport:
             parts.append(f"INPUT PROBLEM: {self.input_problem}")
         if self.render_note:
             parts.append(self.render_note)
+        parts += self.notes
         return "; ".join(parts) + f"; outputs in {self.out_dir}"
 
 
@@ -505,7 +509,7 @@ class _Pipeline:
     def _select(self, frame: Any, boxes: np.ndarray, scores: np.ndarray, tracker: Any) -> FrameJob:
         """Box selection as the original demo, track ids, crops: one :class:`FrameJob`."""
         from common.engine.detector import postprocess, size_filter, xyxy_to_xywh
-        from common.utils.image import sanitize_bbox
+        from common.utils.image import box_overlaps_image
 
         a, rep = self.args, self.report
         rgb = frame.rgb
@@ -515,7 +519,7 @@ class _Pipeline:
                 rep.grey_frames += 1
             boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
             scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-            inside = np.array([sanitize_bbox(b, w, h) is not None for b in xyxy_to_xywh(boxes)], dtype=bool)
+            inside = np.array([box_overlaps_image(b, w, h) for b in xyxy_to_xywh(boxes)], dtype=bool)
             rep.outside_boxes += int((~inside & (scores >= a.score_thr)).sum())
             boxes, scores = boxes[inside], scores[inside]
             idx = postprocess(boxes, scores, score_thr=a.score_thr, multi_person=a.multi_person, iou_thr=a.iou_thr,
@@ -689,6 +693,7 @@ class _Pipeline:
             if a.track:
                 rep.track_ids.add(p.track_id)
         rep.frames += 1
+        rep.last_index = max(rep.last_index, job.index)
         rep.people += len(job.people)
         rep.empty_frames += not job.people
         if self.progress is not None:
@@ -771,7 +776,7 @@ class _Pipeline:
     def _describe(self, failure: _Failure) -> str:
         err = failure.error
         if isinstance(err, KeyboardInterrupt):
-            return "interrupted"
+            return str(err) or "interrupted"
         if isinstance(err, UserError):
             return str(err)
         log_path = self.out / "error.log"
@@ -813,6 +818,7 @@ def run(args: argparse.Namespace) -> RunReport:
     import torch
 
     from common.engine.predictor import Predictor, load_model, resolve_device
+    from common.utils.io import check_output_dir, remove_stale_temporaries
     from common.utils.video import FrameReader
 
     if args.threads:
@@ -822,35 +828,76 @@ def run(args: argparse.Namespace) -> RunReport:
     args.device = str(device)
     detector = make_detector(args)
     out = Path(args.output)
+    check_output_dir(out, ("smplx", "meta", "mesh", "glb", "img"))  # before the model loads
+    t0 = time.perf_counter()
+    model, cfg = load_model(args.ckpt, args.config, tuple(args.overrides), args.body_model_dir, device)
+    predictor = Predictor(model, cfg, batch_size=args.batch_size, bf16=args.bf16)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise InputError(f"cannot create the output folder {out}: {err}; choose a writable --output") from err
-    t0 = time.perf_counter()
-    model, cfg = load_model(args.ckpt, args.config, tuple(args.overrides), args.body_model_dir, device)
-    predictor = Predictor(model, cfg, batch_size=args.batch_size, bf16=args.bf16)
     report = RunReport(out_dir=out, load_s=time.perf_counter() - t0)
     report.alpha_images = _count_alpha(Path(args.input), reader.info.kind)
+    stale = remove_stale_temporaries(out, recursive=True)
+    if stale:
+        log.info("removed %d temporary file(s) left in %s by a run that was killed", stale, out)
     _Pipeline(args, reader, detector, predictor, model, report).run()
+    unused = sorted(k for k, (b, _) in getattr(detector, "boxes", {}).items() if k > report.last_index and len(b))
+    if unused and report.error is None:
+        report.notes.append(f"WARNING: {args.boxes} has boxes for {len(unused)} frame(s) after the last processed "
+                            f"frame {report.last_index} (from frame {unused[0]}); they were not used: check --fps / "
+                            "--start / --end and the file's frame numbering (0-based processed frame indices)")
+        log.warning(report.notes[-1])
     return report
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, ``docker stop``, SLURM's time limit) as an orderly stop, like Ctrl-C: the completed
+    frames, the stacked npz and the video so far are finalised and temporary files removed."""
+
+
+@contextlib.contextmanager
+def _sigterm_stops_orderly() -> Iterator[None]:
+    def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a repeated SIGTERM must not cut the finalising short
+        raise Terminated("terminated (SIGTERM)")
+
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread only
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _interrupt_code(err: BaseException | str | None) -> int:
+    terminated = isinstance(err, Terminated) or (isinstance(err, str) and err.startswith("terminated"))
+    return 143 if terminated else 130  # 128 + the signal number, the shell's convention
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     try:
-        report = run(args)
+        with _sigterm_stops_orderly():
+            report = run(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # before the pipeline started: nothing to keep
+        print(f"error: {err or 'interrupted'} before any frame was processed", file=sys.stderr)
+        return _interrupt_code(err)
     print(f"video_inference: {report.summary()}")
     if report.error is not None:
         print(f"error: stopped after {report.frames} frame(s): {report.error}; the completed frames, the stacked npz "
               f"and the video so far are kept in {report.out_dir}", file=sys.stderr)
-        return 130 if report.error == "interrupted" else 2
+        return _interrupt_code(report.error) if report.error.startswith(("interrupted", "terminated")) else 2
+    if report.frames == 0:
+        print(f"error: no frame was processed: {report.input_problem or 'the input holds no decodable frame'}",
+              file=sys.stderr)
+        return 2
     return 0
 
 

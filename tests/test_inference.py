@@ -117,6 +117,8 @@ ERRORS = [
     (["--bbox", "1,2,3"], "is not X,Y,W,H"),
     (["--bbox", "10,10,0,50"], "degenerate"),
     (["--bbox", "1000,1000,50,50"], "entirely outside"),
+    (["--bbox", "-200,10,80,200"], "entirely outside"),  # left of the image: clipping alone would move it inside
+    (["--bbox", "10,-900,80,200"], "entirely outside"),  # above the image
     (["--bbox", "10,10,50,50", "--config", "smpler_x_s32"], "does not fit the model"),
     (["--device", "cuda:0"], "CUDA is not available"),
 ]
@@ -163,3 +165,80 @@ def test_grey_and_alpha_images(tmp_path, tiny_ckpt, body_model_dir):
     for img in (grey, rgba):
         code, out = _run(tmp_path, tiny_ckpt, img, body_model_dir)
         assert code == 0 and (out / "smplx" / f"{img.stem}_0.npz").is_file()
+
+
+def test_left_and_top_boxes_partly_inside_are_clipped_not_refused(tmp_path, tiny_ckpt, image, body_model_dir):
+    code, out = _run(tmp_path, tiny_ckpt, image, body_model_dir, "--bbox", "-78,10,80,200", "--bbox", "10,-198,80,200")
+    assert code == 0 and len(list((out / "smplx").glob("*.npz"))) == 2
+
+
+def test_nan_weights_are_refused(tmp_path, tiny_ckpt, image, body_model_dir, capsys):
+    ck = torch.load(tiny_ckpt, weights_only=True)
+    key = "module.body_regressor.cam_out.0.weight"
+    ck["network"][key] = ck["network"][key].clone()
+    ck["network"][key][0, 0] = float("nan")
+    bad = save_checkpoint(ck, tmp_path / "nan.pth.tar")
+    code, out = _run(tmp_path, bad, image, body_model_dir)
+    err = capsys.readouterr().err
+    assert code == 2 and "NaN or infinite weights" in err and "body_regressor.cam_out.0.weight" in err
+    assert not out.exists()
+
+
+def test_truncated_jpeg_is_refused(tmp_path, tiny_ckpt, image, body_model_dir, capsys):
+    from common.utils.image import jpeg_truncated
+
+    data = image.read_bytes()
+    assert not jpeg_truncated(data) and not jpeg_truncated(data + b"trailing bytes after the image")
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    assert jpeg_truncated(cut.read_bytes())
+    assert cv2.imread(str(cut)) is not None  # what the check is for: OpenCV decodes it, the rest grey
+    code, out = _run(tmp_path, tiny_ckpt, cut, body_model_dir)
+    err = capsys.readouterr().err
+    assert code == 2 and "truncated" in err and str(cut) in err and not out.exists()
+
+
+def _immutable(folder):
+    """chattr +i: not writable even for root (the tests run as root in CI); None where unsupported."""
+    import subprocess
+
+    ok = subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
+    return ok
+
+
+@pytest.mark.parametrize("case", ["file", "under_file", "blocked_subdir", "unwritable"])
+def test_bad_output_folder_is_named_before_the_model_loads(tmp_path, tiny_ckpt, image, body_model_dir, capsys,
+                                                           monkeypatch, case):
+    import subprocess
+
+    import common.engine.predictor as predictor
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded before the output folder was checked")
+
+    monkeypatch.setattr(predictor, "load_model", no_model)
+    target = tmp_path / "out"
+    if case == "file":
+        target.write_text("x")
+    elif case == "under_file":
+        (tmp_path / "f").write_text("x")
+        target = tmp_path / "f" / "out"
+    elif case == "blocked_subdir":
+        target.mkdir()
+        (target / "mesh").write_text("x")
+    else:
+        target.mkdir()
+        if not _immutable(target):
+            pytest.skip("chattr +i unsupported here")
+    try:
+        code = inference.main(["--ckpt", str(tiny_ckpt), "--input", str(image), "--output", str(target),
+                               "--body-model-dir", str(body_model_dir)])
+    finally:
+        if case == "unwritable":
+            subprocess.run(["chattr", "-i", str(target)], check=True)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: --output") and "\n" not in err, err
+    assert {"file": "is a file", "under_file": "which is a file", "blocked_subdir": "mesh",
+            "unwritable": "cannot write"}[case] in err
+    if case in ("blocked_subdir", "unwritable"):
+        assert sorted(p.name for p in target.iterdir()) == (["mesh"] if case == "blocked_subdir" else [])

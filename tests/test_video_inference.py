@@ -390,3 +390,76 @@ def test_without_a_renderer_parameters_and_dots(tiny_ckpt, clip_files, body_mode
     stdout = capsys.readouterr().out
     assert code == 0 and "drew vertex dots instead" in stdout
     assert len(list((out / "smplx").glob("*.npz"))) == 9 and probe(out / "walk_overlay.mp4").num_frames == 3
+
+
+def test_sigterm_finalises_outputs_and_leaves_no_temporaries(tiny_ckpt, clip_files, body_model_dir, tmp_path):
+    """SIGTERM (timeout, docker stop, SLURM's time limit) stops like Ctrl-C: completed frames, the stacked npz and a
+    playable overlay video are kept, temporary files removed, exit code 143."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from common import paths
+
+    video, boxes = clip_files
+    out = tmp_path / "out"
+    # --fps 400 repeats the 1 s clip's frames into 400 slots: long enough to be stopped part-way
+    cmd = [sys.executable, "-m", "main.video_inference", "--ckpt", str(tiny_ckpt), "--input", str(video), "--output",
+           str(out), "--body-model-dir", str(body_model_dir), "--no-progress", "--bbox_thr", "30", "--boxes",
+           str(boxes), "--multi_person", "--fps", "400", "--batch-size", "2"]
+    proc = subprocess.Popen(cmd, cwd=paths.REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if len(list((out / "smplx").glob("*.npz"))) >= 12:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    os.kill(proc.pid, signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "terminated (SIGTERM)" in stderr and "Traceback" not in stderr
+    s = np.load(out / "walk.npz")
+    done = sorted(set(s["frame_index"].tolist()))
+    assert 4 <= len(done) < 400 and done == list(range(len(done)))
+    assert probe(out / "walk_overlay.mp4").num_frames == len(done)
+    assert len(list((out / "smplx").glob("*.npz"))) == len(s["frame_index"])
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_nothing_decoded_is_an_error(tiny_ckpt, clip_files, body_model_dir, tmp_path, capsys):
+    video, boxes = clip_files
+    code = run_cli(tiny_ckpt, video, tmp_path / "out", body_model_dir, "--boxes", str(boxes), "--start", "50")
+    err = capsys.readouterr().err
+    assert code == 2 and "no frame was processed" in err and "--start 50" in err
+
+
+def test_boxes_past_the_end_and_left_of_the_frame(tiny_ckpt, clip, clip_files, body_model_dir, tmp_path, capsys):
+    video, _ = clip_files
+    boxes = tmp_path / "b.json"
+    boxes.write_text(json.dumps({"0": [list(p.box) for p in clip.people[0]] + [[-200, 10, 80, 200]],
+                                 "1": [[10, -900, 80, 200]], "500": [[10, 10, 80, 200]], "501": []}))
+    code = run_cli(tiny_ckpt, video, tmp_path / "out", body_model_dir, "--boxes", str(boxes), "--multi_person",
+                   "--no-render")
+    stdout = capsys.readouterr().out
+    assert code == 0
+    assert "2 box(es) outside the frame skipped" in stdout
+    assert "boxes for 1 frame(s) after the last processed frame 11 (from frame 500)" in stdout
+    s = np.load(tmp_path / "out" / "walk.npz")
+    assert s["frame_index"].tolist() == [0] * len(clip.people[0])  # the outside boxes made no person
+
+
+def test_truncated_jpeg_in_a_folder_is_skipped_and_named(tiny_ckpt, clip, body_model_dir, tmp_path, capsys):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.jpg"), cv2.cvtColor(clip.frames[i], cv2.COLOR_RGB2BGR))
+    data = (folder / "1.jpg").read_bytes()
+    (folder / "1.jpg").write_bytes(data[: len(data) // 2])
+    code = run_cli(tiny_ckpt, folder, tmp_path / "out", body_model_dir, "--detector", "whole", "--no-render")
+    stdout = capsys.readouterr().out
+    assert code == 0 and "INPUT PROBLEM" in stdout and "1.jpg" in stdout
+    assert sorted(set(np.load(tmp_path / "out" / "frames.npz")["frame_index"].tolist())) == [0, 2]
+    single = run_cli(tiny_ckpt, folder / "1.jpg", tmp_path / "out1", body_model_dir, "--detector", "whole")
+    assert single == 2 and "truncated" in capsys.readouterr().err

@@ -184,6 +184,12 @@ def load_network_weights(model: torch.nn.Module, state: dict[str, torch.Tensor],
                 more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
                 parts.append(f"{label}: {', '.join(items[:5])}{more}")
         raise CheckpointError(f"{source} does not fit the model; {'; '.join(parts)}.{hint}")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        more = f" (+{len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise CheckpointError(f"{source} holds NaN or infinite weights in {', '.join(bad[:5])}{more}: the model would "
+                              "only output NaN. It was saved from a diverged run or damaged; use an earlier snapshot "
+                              "or download it again")
     model.load_state_dict(state, strict=True)
 
 

@@ -183,7 +183,11 @@ class Trainer:
             return
         for sub in ("model_dump", "log", "result"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
-        from common.utils.io import atomic_open
+        from common.utils.io import atomic_open, remove_stale_temporaries
+
+        stale = remove_stale_temporaries(self.run_dir / "model_dump")
+        if stale:
+            log.info("removed %d temporary file(s) of a checkpoint write that was killed", stale)
 
         with atomic_open(self.run_dir / "config.json", "w") as f:
             json.dump(config_to_dict(self.cfg), f, indent=2)

@@ -24,15 +24,38 @@ def load_image(path: str | Path) -> np.ndarray:
 
 
 def load_image_uint8(path: str | Path) -> np.ndarray:
-    """Read an image as uint8 RGB (H, W, 3) (the training path skips the full-image float conversion)."""
+    """Read an image as uint8 RGB (H, W, 3) (the training path skips the full-image float conversion).
+
+    Raises InputError for a missing file, one OpenCV cannot decode, and a truncated JPEG (which OpenCV would
+    decode with the missing part grey, saying so only on stderr)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image not found: {path}")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise InputError(f"cannot read image {path}: {err}") from err
+    if jpeg_truncated(data):
+        raise InputError(f"cannot read image {path}: the JPEG file is truncated (its data ends before the end-of-image "
+                         "marker; decoders fill the rest with grey); copy or download it again")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if img is None or img.size == 0:
         raise InputError(f"cannot read image {path}: not an image OpenCV can decode (or the file is truncated); "
                          "use a JPEG/PNG/BMP/TIFF/WebP file")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def jpeg_truncated(data: bytes) -> bool:
+    """True for JPEG bytes whose last scan has no end-of-image marker (FF D9) after it: the file was cut short.
+
+    Inside entropy-coded data every 0xFF byte is stuffed (FF 00) or a restart marker (FF D0-D7), so an FF D9 after
+    the last start-of-scan (FF DA) can only be the real end; data appended after it (some cameras do) is fine.
+    Non-JPEG bytes give False.
+    """
+    if not data.startswith(b"\xff\xd8\xff"):
+        return False
+    last_scan = data.rfind(b"\xff\xda")
+    return last_scan < 0 or data.find(b"\xff\xd9", last_scan + 2) < 0
 
 
 def sanitize_bbox(bbox, img_width: int, img_height: int) -> np.ndarray | None:
@@ -67,6 +90,16 @@ def process_bbox(bbox, img_width: int, img_height: int, aspect_ratio: float = 0.
     return box.astype(np.float32)
 
 
+def box_overlaps_image(box, img_width: int, img_height: int) -> bool:
+    """Whether an xywh box (px) keeps some area after clipping to the image, on every side.
+
+    :func:`sanitize_bbox` (the original's clipping) moves a box that lies entirely left of or above the image onto
+    its border instead of rejecting it, so it cannot tell; a person box there would crop the wrong pixels.
+    """
+    x, y, w, h = (float(v) for v in box)
+    return x + w - 1 > 0 and y + h - 1 > 0 and sanitize_bbox(box, img_width, img_height) is not None
+
+
 def check_person_box(box, img_width: int, img_height: int) -> None:
     """Raise InputError for a box (xywh px) that is degenerate or lies entirely outside the image.
 
@@ -74,7 +107,7 @@ def check_person_box(box, img_width: int, img_height: int) -> None:
     """
     if not (float(box[2]) > 0 and float(box[3]) > 0):
         raise InputError(f"box {list(box)} is degenerate: width and height must be positive (X,Y,W,H in px)")
-    if sanitize_bbox(box, img_width, img_height) is None:
+    if not box_overlaps_image(box, img_width, img_height):
         raise InputError(f"box {list(box)} (X,Y,W,H) lies entirely outside the {img_width}x{img_height} image")
 
 

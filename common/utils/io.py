@@ -75,3 +75,49 @@ def save_image(path: str | Path, rgb: np.ndarray) -> Path:
     with atomic_open(path, "wb") as f:
         f.write(buf.tobytes())
     return Path(path)
+
+
+def check_output_dir(path: str | Path, subdirs: tuple[str, ...] = (), flag: str = "--output") -> None:
+    """Raise InputError unless ``path`` (and its ``subdirs``) can be created / written, without creating anything.
+
+    Checked before a model is loaded, so a bad ``--output`` costs nothing and leaves nothing behind: a path that is a
+    file or lies under a file, a folder (or the nearest existing parent of a folder to be made) where a probe file
+    cannot be created (read-only or permission-denied; the probe is removed), or a sub-folder the outputs go to that
+    exists as a file.
+    """
+    from common.errors import InputError
+
+    path = Path(path).absolute()
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            where = "is a file" if part == path else f"lies under {part}, which is a file"
+            raise InputError(f"{flag} {path} {where}; choose a folder")
+    for sub in subdirs:
+        if (path / sub).exists() and not (path / sub).is_dir():
+            raise InputError(f"{flag} {path}: {path / sub} is a file where the outputs' folder '{sub}/' goes; move it "
+                             f"or choose another {flag}")
+    probe_dirs = [path / s for s in subdirs if (path / s).is_dir()]
+    probe_dirs.append(next(p for p in (path, *path.parents) if p.exists()))
+    for folder in probe_dirs:
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as err:
+            raise InputError(f"{flag} {path}: cannot write in {folder} ({err.strerror or err}); choose a writable "
+                             "folder") from None
+
+
+def remove_stale_temporaries(folder: str | Path, recursive: bool = False) -> int:
+    """Delete the temporary files :func:`atomic_open` leaves when a process is killed mid-write (SIGKILL, power
+    loss): ``.<name>.<random>.tmp`` in ``folder`` (and its sub-folders with ``recursive``). Returns the count.
+    Call it only where no other process is writing at the same time (a run's own output folder, at its start)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    n = 0
+    for tmp in folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp"):
+        if tmp.is_file():
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                n += 1
+    return n

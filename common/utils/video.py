@@ -117,13 +117,14 @@ def source_kind(path: str | Path) -> str:
 
 
 def _read_image_rgb(path: Path) -> np.ndarray | None:
-    """uint8 RGB (H, W, 3) or None if OpenCV cannot decode the file; grey / alpha / 16-bit become 8-bit RGB."""
-    import cv2
+    """uint8 RGB (H, W, 3) or None if the file cannot be decoded or is a truncated JPEG; grey / alpha / 16-bit
+    become 8-bit RGB (:func:`common.utils.image.load_image_uint8`)."""
+    from common.utils.image import load_image_uint8
 
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if img is None or img.size == 0:
+    try:
+        return load_image_uint8(path)
+    except InputError:
         return None
-    return np.ascontiguousarray(img[:, :, ::-1])
 
 
 def _open_video(path: Path) -> tuple[Any, Any]:
@@ -191,9 +192,9 @@ def probe(path: str | Path, image_fps: float = DEFAULT_IMAGE_FPS) -> VideoInfo:
         return VideoInfo("folder", len(files), float(image_fps), first.shape[1], first.shape[0],
                          len(files) / image_fps, True)
     if kind == "image":
-        img = _read_image_rgb(path)
-        if img is None:
-            raise InputError(f"cannot read image {path}: not an image OpenCV can decode (or the file is truncated)")
+        from common.utils.image import load_image_uint8
+
+        img = load_image_uint8(path)  # InputError naming the problem (undecodable, truncated JPEG)
         return VideoInfo("image", 1, 0.0, img.shape[1], img.shape[0], None, True)
     container, stream = _open_video(path)
     try:
