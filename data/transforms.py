@@ -140,11 +140,15 @@ def augment(img: np.ndarray, bbox: np.ndarray, aug: AugParams, out_shape: tuple[
 def augment_fast(img: np.ndarray, bbox: np.ndarray, aug: AugParams, out_shape: tuple[int, int]
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`augment` for training, ~5x cheaper on large images: the uint8 image is warped directly (no
-    full-image float copy) and the flip is folded into the warp matrix (no mirrored copy). Same ``img2bb`` /
-    ``bb2img``; pixels differ from :func:`augment` only by the uint8 rounding of the interpolation (<= 1 level).
-    Not used for evaluation or inference, which keep the original's float path exactly.
+    full-image float copy) and a flip mirrors only the region the crop reads (no mirrored copy of the image). Same
+    ``img2bb`` / ``bb2img`` and the same sample positions as :func:`augment`, so pixels differ only by the uint8
+    rounding of the interpolation (<= 0.5 level, times the colour factor). Not used for evaluation or inference,
+    which keep the original's float path exactly.
+
+    (Folding the flip into the warp matrix instead would be cheaper still, but OpenCV quantises sample positions to
+    1/32 px after fixed-point steps that round differently for a mirrored matrix: up to 8 grey levels at sharp edges.)
     """
-    img_w = img.shape[1]
+    img_h, img_w = img.shape[:2]
     c_x = float(bbox[0] + 0.5 * bbox[2])
     c_y = float(bbox[1] + 0.5 * bbox[3])
     if aug.do_flip:
@@ -152,10 +156,22 @@ def augment_fast(img: np.ndarray, bbox: np.ndarray, aug: AugParams, out_shape: t
     h, w = out_shape
     img2bb = crop_transform(c_x, c_y, float(bbox[2]), float(bbox[3]), w, h, aug.scale, aug.rot)
     bb2img = crop_transform(c_x, c_y, float(bbox[2]), float(bbox[3]), w, h, aug.scale, aug.rot, inverse=True)
-    m = img2bb.astype(np.float64)
-    if aug.do_flip:  # sample the mirrored image: x_flipped = W - 1 - x
-        m = m @ np.array([[-1.0, 0.0, img_w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    crop = cv2.warpAffine(img, m, (int(w), int(h)), flags=cv2.INTER_LINEAR).astype(np.float32)
+    if aug.do_flip:
+        # The pixels the warp can read, in flipped-image coordinates (the crop corners mapped back, +1 px for the
+        # bilinear neighbour), clipped to the image: outside it the warp reads the border constant either way.
+        corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64) @ bb2img.astype(np.float64).T
+        x0, y0 = (max(0, int(np.floor(v)) - 1) for v in corners.min(0))
+        x1 = min(img_w - 1, int(np.ceil(corners[:, 0].max())) + 1)
+        y1 = min(img_h - 1, int(np.ceil(corners[:, 1].max())) + 1)
+        if x1 < x0 or y1 < y0:  # the crop lies outside the image: all border
+            crop = np.zeros((int(h), int(w), img.shape[2]), np.float32)
+        else:
+            # flipped image columns x0..x1 are original columns W-1-x1..W-1-x0, reversed
+            roi = np.ascontiguousarray(img[y0:y1 + 1, img_w - 1 - x1: img_w - x0][:, ::-1])
+            m = img2bb.astype(np.float64) @ np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
+            crop = cv2.warpAffine(roi, m, (int(w), int(h)), flags=cv2.INTER_LINEAR).astype(np.float32)
+    else:
+        crop = cv2.warpAffine(img, img2bb, (int(w), int(h)), flags=cv2.INTER_LINEAR).astype(np.float32)
     crop = np.clip(crop * np.asarray(aug.color_scale, np.float32)[None, None, :], 0.0, 255.0)
     return crop, img2bb, bb2img
 

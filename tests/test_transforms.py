@@ -321,17 +321,22 @@ def test_box_targets(rot):
         assert np.isclose(flipped["rhand_bbox_center"][0] + out["lhand_bbox_center"][0], 12.0, atol=0.1)
 
 
-@pytest.mark.parametrize("do_flip,rot", [(False, 0.0), (True, 0.0), (True, 25.0), (False, -40.0)])
-def test_fast_training_crop_matches_the_exact_crop(do_flip, rot):
-    """The uint8 training crop with the flip in the warp equals the original's float crop up to rounding."""
-    import cv2
-
+@pytest.mark.parametrize("do_flip,rot,box", [(False, 0.0, (100, 40)), (True, 0.0, (100, 40)),
+                                             (True, 25.0, (100, 40)), (False, -40.0, (100, 40)),
+                                             (True, 0.0, (-50, -30)), (True, 13.0, (330, 200))])
+def test_fast_training_crop_matches_the_exact_crop(do_flip, rot, box):
+    """The uint8 training crop equals the original's float crop (mirrored full image, then warped) up to the uint8
+    rounding of the interpolation, on a SHARP image (noise and hard edges: a 1/32 px shift of the sample grid, as
+    folding the flip into the warp matrix gave, shows up as several grey levels there), boxes inside and cut."""
     rng = np.random.default_rng(0)
-    img = cv2.GaussianBlur((rng.random((300, 420, 3)) * 255).astype(np.uint8), (7, 7), 2)
-    aug = T.AugParams(scale=1.1, rot=rot, color_scale=np.array([0.9, 1.0, 1.15], np.float32), do_flip=do_flip)
-    box = np.array([100.0, 40.0, 150.0, 200.0], np.float32)
+    img = (rng.random((300, 420, 3)) * 255).astype(np.uint8)
+    img[:, 200:] = 255
+    img[100:150] = 0
+    color = np.array([0.9, 1.0, 1.15], np.float32)
+    aug = T.AugParams(scale=1.1, rot=rot, color_scale=color, do_flip=do_flip)
+    box = np.array([*box, 150.0, 200.0], np.float32)
     ref, t_ref, i_ref = T.augment(img.astype(np.float32), box, aug, (512, 384))
     fast, t_fast, i_fast = T.augment_fast(img, box, aug, (512, 384))
     assert np.array_equal(t_ref, t_fast) and np.array_equal(i_ref, i_fast)
     diff = np.abs(ref - fast)
-    assert diff.max() <= 1.5 and diff.mean() < 0.3
+    assert diff.max() <= 0.5 * color.max() + 1e-3 and diff.mean() < 0.2
