@@ -7,7 +7,8 @@
 # The package lives in ${SMPLERX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/smpler-x}/gltf-validator-<version>; a folder
 # without the `.complete` marker is an interrupted install and is redone. `validate` exits 3 (and installs nothing)
 # when Node.js or the validator is missing, so callers can tell "not installed" from "invalid file" (exit 0 with the
-# reports: the caller reads numErrors) or a crash (other codes). Needs Node.js >= 14 and npm (install only).
+# reports: the caller reads numErrors) or a crash (other codes). Needs Node.js >= 14 and npm; `install` run as root
+# installs them from Debian's packages when they are missing.
 set -euo pipefail
 VERSION="2.0.0-dev.3.10"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -16,7 +17,16 @@ dir="$root/gltf-validator-$VERSION"
 
 case "${1:-}" in
   install)
-    command -v npm >/dev/null || { echo "error: npm not found; install Node.js (>= 14) and npm first" >&2; exit 1; }
+    if ! command -v npm >/dev/null; then
+      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then  # CI on a fresh machine runs as root
+        echo "[gltf-validator] installing Node.js and npm (Debian packages)" >&2
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2
+      else
+        echo "error: npm not found; install Node.js (>= 14) and npm (Debian: apt-get install nodejs npm)" >&2
+        exit 1
+      fi
+    fi
     mkdir -p "$root"
     (
       flock 9
