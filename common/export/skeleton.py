@@ -144,19 +144,3 @@ def continuous_quaternions(rotvecs: np.ndarray) -> np.ndarray:
     for t in range(1, len(q)):
         q[t] *= np.where(np.sum(q[t] * q[t - 1], axis=-1, keepdims=True) < 0, -1.0, 1.0)
     return q
-
-
-def world_transforms(rig: ShapedRig, rotmats: np.ndarray, root_position: np.ndarray) -> np.ndarray:
-    """(T, 55, 4, 4) world transforms of the joints: rotations ``rotmats`` (T, 55, 3, 3) about the rest joints, the
-    root (pelvis) placed at ``root_position`` (T, 3) metres. Joint positions are ``[..., :3, 3]``."""
-    parents, offsets = rig.assets.parents, rig.offsets
-    n = len(rotmats)
-    g = np.zeros((n, JOINT_NUM, 4, 4))
-    g[..., 3, 3] = 1.0
-    g[:, :, :3, :3] = rotmats
-    g[:, 0, :3, 3] = root_position
-    for j in range(1, JOINT_NUM):
-        local = np.eye(4)
-        local[:3, 3] = offsets[j]
-        g[:, j] = g[:, parents[j]] @ local @ g[:, j]
-    return g
