@@ -97,7 +97,8 @@ def main(argv=None) -> int:
 
     from common.body_model import SMPLXLayer
     from common.engine.demo_assets import write_random_checkpoint
-    from common.engine.detector import TORCHVISION_WEIGHTS, find_torchvision_weights
+    from common.engine.detector import DEFAULT_DETECTOR
+    from common.engine.weights import detector_weights_info, resolve_detector_weights
     from common.errors import CheckpointError
     from tests.video_fixtures import make_clip, write_clip
 
@@ -108,9 +109,9 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     bm_dir, bm_kind = body_model_dir(work)
     ckpt = write_random_checkpoint(work / f"smpler_x_{args.size}_random.pth.tar", size=args.size, seed=0)
-    det_file = TORCHVISION_WEIGHTS["fasterrcnn_resnet50_fpn"][1]
+    det_file = detector_weights_info(DEFAULT_DETECTOR).filename
     try:
-        find_torchvision_weights(det_file)
+        resolve_detector_weights(DEFAULT_DETECTOR)
         detector = "found"
     except CheckpointError:
         detector = "absent (detector rows skipped; --random-detector times it with random weights)"
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
 
             torch.hub.set_dir(str(work / "hub"))  # this process only: torchvision's cache -> the work folder
             (work / "hub" / "checkpoints").mkdir(parents=True, exist_ok=True)
-            net = tvd.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91)
+            net = getattr(tvd, DEFAULT_DETECTOR)(weights=None, weights_backbone=None, num_classes=91)
             torch.save(net.state_dict(), work / "hub" / "checkpoints" / det_file)
             detector = "RANDOM weights (finds nobody: the detector rows time decoding + detection only)"
     have_detector = not detector.startswith("absent")

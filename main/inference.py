@@ -34,7 +34,9 @@ log = logging.getLogger("smplerx.inference")
 
 def add_model_arguments(p: argparse.ArgumentParser, input_help: str) -> None:
     """The arguments every inference command shares: checkpoint, input, output, body model, config, device."""
-    p.add_argument("--ckpt", required=True, help="SMPLer-X checkpoint (.pth.tar): released or a training snapshot")
+    p.add_argument("--ckpt", required=True,
+                   help="SMPLer-X checkpoint: a released model by name (smpler_x_s32, _b32, _l32, _h32: from "
+                        "pretrained_models/ or the Hugging Face cache, downloaded once) or a file (.pth.tar)")
     p.add_argument("--input", required=True, help=input_help)
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--body-model-dir", default=None,

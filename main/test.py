@@ -29,7 +29,7 @@ log = logging.getLogger("smplerx.test")
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m main.test", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", default=None, help="checkpoint to evaluate")
+    p.add_argument("--ckpt", default=None, help="checkpoint to evaluate: a file or a released name (smpler_x_h32 ...)")
     p.add_argument("--run-dir", default=None, help="a training run folder (with --epoch), as the original")
     p.add_argument("--epoch", type=int, default=None, help="snapshot epoch in --run-dir (default: the newest)")
     p.add_argument("--testset", nargs="+", required=True,

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.engine import detector as det
 from common.engine.detector import (
     BoxesFileDetector,
     TorchvisionDetector,
@@ -141,10 +140,13 @@ def test_boxes_file_missing(tmp_path: Path) -> None:
 
 @pytest.fixture
 def no_network(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Empty pretrained_models/ and torch hub folders; any download attempt fails the test."""
+    """Empty pretrained_models/ and torch hub folders (TORCH_HOME, as a user sets it), downloads off; any download
+    attempt fails the test."""
     import urllib.request
 
     import torch
+
+    from common.engine import weights
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a download was attempted")
@@ -152,18 +154,19 @@ def no_network(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", forbidden)
     monkeypatch.setattr(torch.hub, "download_url_to_file", forbidden)
     monkeypatch.setattr(urllib.request, "urlopen", forbidden)
-    hub = tmp_path / "hub"
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
-    monkeypatch.setattr(det.paths, "PRETRAINED_DIR", tmp_path / "pretrained_models")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv("SMPLERX_OFFLINE", "1")
+    monkeypatch.setattr(weights.paths, "PRETRAINED_DIR", tmp_path / "pretrained_models")
     return tmp_path
 
 
 def test_torchvision_detector_missing_weights(no_network: Path) -> None:
     with pytest.raises(CheckpointError) as info:
-        TorchvisionDetector()
+        TorchvisionDetector(arch="fasterrcnn_resnet50_fpn")
     msg = str(info.value)
-    assert "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth" in msg
-    assert str(no_network / "pretrained_models") in msg and str(no_network / "hub" / "checkpoints") in msg
+    assert "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth" in msg and "downloads are off" in msg
+    assert str(no_network / "pretrained_models") in msg
+    assert str(no_network / "torch_home" / "hub" / "checkpoints") in msg
     assert "https://download.pytorch.org/models/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth" in msg
     with pytest.raises(CheckpointError, match="not found"):
         TorchvisionDetector(weights=no_network / "missing.pth")
@@ -171,6 +174,8 @@ def test_torchvision_detector_missing_weights(no_network: Path) -> None:
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot load"):
         TorchvisionDetector(weights=bad, min_size=64, max_size=96)
+    with pytest.raises(InputError, match="unknown detector"):
+        TorchvisionDetector(arch="yolo")
 
 
 class _FakeModel:
@@ -194,15 +199,16 @@ def test_torchvision_detector_loads_cached_weights_and_keeps_persons(no_network:
     import torch
     import torchvision.models.detection as tvd
 
-    hub = no_network / "hub" / "checkpoints"
+    hub = no_network / "torch_home" / "hub" / "checkpoints"  # torchvision's cache layout under TORCH_HOME
     hub.mkdir(parents=True)
-    weights = hub / "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"
+    weights = hub / "fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth"  # the weights enum's file name
     torch.manual_seed(0)
-    torch.save(tvd.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91).state_dict(), weights)
+    torch.save(tvd.fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None, num_classes=91)
+               .state_dict(), weights)
     try:
-        d = TorchvisionDetector(min_size=64, max_size=96, batch_size=2)
+        d = TorchvisionDetector(min_size=64, max_size=96, batch_size=2)  # the default architecture
     finally:
-        weights.unlink()  # 160 MB
+        weights.unlink()  # 75 MB
     assert d.weights_path == weights
     boxes, scores = d(np.zeros((48, 64, 3), np.uint8))  # the real network runs (random weights: any count)
     assert boxes.dtype == np.float32 and boxes.shape[1] == 4 and scores.shape == (len(boxes),)

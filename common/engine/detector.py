@@ -4,11 +4,12 @@ Every detector is called as ``detector(rgb, frame_index=None) -> (boxes, scores)
 returns ``boxes`` float32 (N, 4) **xyxy** px of that image and ``scores`` float32 (N,) in [0, 1];
 ``detect_batch(frames, frame_indices)`` does the same for several frames (batched by :class:`TorchvisionDetector`).
 
-* :class:`TorchvisionDetector`: torchvision's Faster R-CNN ResNet-50 FPN trained on COCO, person class only. This
-  replaces the original's mmdet 2.x Faster R-CNN R50-FPN 1x COCO: same architecture family and the same test-time
-  settings (scores >= 0.05, per-class NMS at IoU 0.5, at most 100 boxes, shorter side resized to 800 px). The
-  weights are read from ``pretrained_models/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth`` or torchvision's cache
-  (``$TORCH_HOME/hub/checkpoints/``); nothing is ever downloaded at run time.
+* :class:`TorchvisionDetector`: a torchvision COCO detector (:data:`DETECTOR_ARCHS`), person class only. Its
+  'fasterrcnn_resnet50_fpn' is the original's mmdet 2.x Faster R-CNN R50-FPN 1x COCO architecture with the same
+  test-time settings (scores >= 0.05, per-class NMS at IoU 0.5, at most 100 boxes, shorter side 800 px); the default
+  is the ~20x cheaper MobileNetV3-FPN (measured in docs/benchmarks.md). Weights come from ``pretrained_models/`` or
+  torchvision's cache (``$TORCH_HOME/hub/checkpoints/``), fetched there unless offline
+  (:mod:`common.engine.weights`).
 * :class:`BoxesFileDetector`: boxes given in a JSON file (see its docstring for the schema).
 * :class:`WholeFrameDetector`: the whole frame is one person (what single-image inference does without a box).
 
@@ -28,16 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from common import paths
 from common.errors import CheckpointError, InputError
 
 COCO_PERSON_LABEL = 1  # torchvision's COCO label of "person" (0 is the background)
-# architecture -> (torchvision builder, weight file name as published by torchvision)
-TORCHVISION_WEIGHTS = {
-    "fasterrcnn_resnet50_fpn": ("fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"),
-    "fasterrcnn_resnet50_fpn_v2": ("fasterrcnn_resnet50_fpn_v2", "fasterrcnn_resnet50_fpn_v2_coco-dd69338a.pth"),
-}
-TORCHVISION_URL = "https://download.pytorch.org/models/{}"
 
 Detections = tuple[np.ndarray, np.ndarray]  # boxes float32 (N, 4) xyxy px, scores float32 (N,)
 
@@ -233,64 +227,74 @@ class BoxesFileDetector(Detector):
         return out
 
 
-def find_torchvision_weights(filename: str, pretrained_dir: str | Path | None = None) -> Path:
-    """Path of a torchvision weight file in ``pretrained_models/`` or torchvision's cache; CheckpointError naming
-    both places and the download address when it is in neither. Never downloads."""
-    import torch
-
-    pretrained_dir = Path(paths.PRETRAINED_DIR if pretrained_dir is None else pretrained_dir)
-    candidates = [pretrained_dir / filename, Path(torch.hub.get_dir()) / "checkpoints" / filename]
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise CheckpointError(
-        f"person detector weights {filename} not found in {candidates[0].parent} nor in torchvision's cache "
-        f"{candidates[1].parent}; download {TORCHVISION_URL.format(filename)} into {candidates[0].parent}/ (or "
-        "give --boxes FILE / the whole frame as the person box instead of detecting)")
+# torchvision COCO detectors that find people; each entry: keyword of its output score threshold, whether it takes
+# min_size / max_size (the SSD family resizes to a fixed 320 px), and its person label (91-class COCO indexing; the
+# keypoint R-CNN has two classes, background and person)
+DETECTOR_ARCHS: dict[str, tuple[str, bool, int]] = {
+    "fasterrcnn_resnet50_fpn": ("box_score_thresh", True, COCO_PERSON_LABEL),  # the original's architecture
+    "fasterrcnn_resnet50_fpn_v2": ("box_score_thresh", True, COCO_PERSON_LABEL),
+    "fasterrcnn_mobilenet_v3_large_fpn": ("box_score_thresh", True, COCO_PERSON_LABEL),
+    "fasterrcnn_mobilenet_v3_large_320_fpn": ("box_score_thresh", True, COCO_PERSON_LABEL),
+    "retinanet_resnet50_fpn_v2": ("score_thresh", True, COCO_PERSON_LABEL),
+    "fcos_resnet50_fpn": ("score_thresh", True, COCO_PERSON_LABEL),
+    "ssdlite320_mobilenet_v3_large": ("score_thresh", False, COCO_PERSON_LABEL),
+    "keypointrcnn_resnet50_fpn": ("box_score_thresh", True, 1),
+}
+DEFAULT_DETECTOR = "fasterrcnn_mobilenet_v3_large_fpn"  # chosen by measurement: docs/benchmarks.md
 
 
 class TorchvisionDetector(Detector):
-    """torchvision Faster R-CNN (COCO) keeping the person class.
+    """A torchvision COCO detector keeping the person class.
 
     Args:
-        weights: weight file; default: :data:`TORCHVISION_WEIGHTS` [arch] found by :func:`find_torchvision_weights`.
-        arch: 'fasterrcnn_resnet50_fpn' (the original's architecture) or 'fasterrcnn_resnet50_fpn_v2' (more
-            accurate, slower).
+        weights: weight file; default: the architecture's COCO weights from ``pretrained_models/`` or torchvision's
+            cache, downloaded there unless offline (:func:`common.engine.weights.resolve_detector_weights`).
+        arch: one of :data:`DETECTOR_ARCHS`; 'fasterrcnn_resnet50_fpn' is the original's architecture, the default
+            :data:`DEFAULT_DETECTOR` is ~20x cheaper on a CPU (docs/benchmarks.md has each one's time per frame).
         device: torch device for the network.
         batch_size: frames per forward pass in :meth:`detect_batch`.
-        min_size, max_size: torchvision's resize (shorter side to ``min_size``, longer side at most ``max_size``).
+        min_size, max_size: torchvision's resize (shorter side to ``min_size``, longer side at most ``max_size``);
+            None keeps the architecture's own (800 / 1333 for the R-CNNs, 320 for the *_320 models).
         box_score_thresh: the network's own output threshold (0.05 as mmdet's test config; filter further with
             :func:`postprocess`).
 
-    Weights are checked before the network is built, so a missing file fails fast with instructions.
+    Weights are found (or fetched) before the network is built, so a missing file fails fast with instructions;
+    they are read with ``torch.load(weights_only=True)``.
     """
 
-    def __init__(self, weights: str | Path | None = None, arch: str = "fasterrcnn_resnet50_fpn",
-                 device: str = "cpu", batch_size: int = 4, min_size: int = 800, max_size: int = 1333,
+    def __init__(self, weights: str | Path | None = None, arch: str = DEFAULT_DETECTOR, device: str = "cpu",
+                 batch_size: int = 4, min_size: int | None = None, max_size: int | None = None,
                  box_score_thresh: float = 0.05):
         import torch
 
-        if arch not in TORCHVISION_WEIGHTS:
-            raise ValueError(f"arch must be one of {sorted(TORCHVISION_WEIGHTS)}, got {arch!r}")
-        builder, filename = TORCHVISION_WEIGHTS[arch]
+        from common.engine.weights import detector_weights_info, resolve_detector_weights
+
+        if arch not in DETECTOR_ARCHS:
+            raise InputError(f"unknown detector {arch!r}; choose one of {', '.join(DETECTOR_ARCHS)}")
+        thresh_key, resizable, self.person_label = DETECTOR_ARCHS[arch]
         if weights is None:
-            path = find_torchvision_weights(filename)
+            path = resolve_detector_weights(arch)
         else:
             path = Path(weights)
             if not path.is_file():
                 raise CheckpointError(f"person detector weights not found: {path}; download "
-                                      f"{TORCHVISION_URL.format(filename)} there")
+                                      f"{detector_weights_info(arch).url} there")
         import torchvision.models.detection as tvd
 
+        kwargs: dict[str, Any] = {thresh_key: box_score_thresh}
+        if resizable:
+            kwargs.update({k: v for k, v in (("min_size", min_size), ("max_size", max_size)) if v is not None})
+        num_classes = 2 if arch.startswith("keypointrcnn") else 91
         # weights=None / weights_backbone=None: build the bare network, never touch the network (no download)
-        self.model = getattr(tvd, builder)(weights=None, weights_backbone=None, num_classes=91, min_size=min_size,
-                                           max_size=max_size, box_score_thresh=box_score_thresh)
+        self.model = getattr(tvd, arch)(weights=None, weights_backbone=None, num_classes=num_classes, **kwargs)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             self.model.load_state_dict(state)
         except Exception as err:  # noqa: BLE001 - any unreadable / mismatching file gets the same advice
-            raise CheckpointError(f"cannot load person detector weights {path} into torchvision {arch}: {err}; "
-                                  f"use the file {TORCHVISION_URL.format(filename)}") from err
+            raise CheckpointError(f"cannot load person detector weights {path} into torchvision {arch}: "
+                                  f"{type(err).__name__}: {str(err)[:300]}; use the file "
+                                  f"{detector_weights_info(arch).url}") from err
+        self.arch = arch
         self.device = torch.device(device)
         self.model.eval().to(self.device)
         self.batch_size = batch_size
@@ -311,7 +315,7 @@ class TorchvisionDetector(Detector):
             with torch.inference_mode():
                 preds = self.model(tensors)
             for p in preds:
-                keep = p["labels"] == COCO_PERSON_LABEL
+                keep = p["labels"] == self.person_label
                 out.append((p["boxes"][keep].float().cpu().numpy().astype(np.float32),
                             p["scores"][keep].float().cpu().numpy().astype(np.float32)))
         return out

@@ -40,9 +40,15 @@ def load_model(ckpt_path: str | Path, config: str | Path | None = None, override
                body_model_dir: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[SMPLerX, Config]:
     """Build SMPLer-X for inference from a checkpoint and load its weights strictly.
 
-    Config precedence: ``config`` file if given; else the config saved in the checkpoint; else the defaults with
-    the encoder size detected from the weights (the released checkpoints carry no config).
+    ``ckpt_path``: a file, or a released checkpoint's name (``smpler_x_s32`` ...: ``pretrained_models/`` or the
+    Hugging Face cache, see :mod:`common.engine.weights`). The file is memory-mapped: only the network's tensors are
+    read (the released files also hold the optimiser state). Config precedence: ``config`` file if given; else the
+    config saved in the checkpoint; else the defaults with the encoder size detected from the weights (the released
+    checkpoints carry no config).
     """
+    from common.engine.weights import resolve_checkpoint
+
+    ckpt_path = resolve_checkpoint(ckpt_path)
     ckpt = read_checkpoint(ckpt_path)
     state = network_state(ckpt, source=str(ckpt_path))
     if config is not None:
