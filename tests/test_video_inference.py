@@ -17,8 +17,12 @@ from common.utils import render
 pytest.importorskip("av")
 pytestmark = pytest.mark.skipif(not render.is_available(), reason="no EGL/OpenGL context to generate the clip")
 
+from common.engine.detector import box_iou, xywh_to_xyxy  # noqa: E402
 from common.utils.io import load_obj_vertices  # noqa: E402
 from common.utils.video import FrameReader, probe  # noqa: E402
+from common.video.network import NetworkStage  # noqa: E402
+from common.video.scene import draw_frame, render_people  # noqa: E402
+from common.video.schedule import DETECT_CHUNK  # noqa: E402
 from main import video_inference as vi  # noqa: E402
 from tests.video_fixtures import box_score, make_clip, smplx_vertices, write_clip  # noqa: E402
 
@@ -178,27 +182,63 @@ def read_glb(path: Path) -> tuple[dict, bytes]:
     return doc, data[28 + jlen:]
 
 
-def test_glb_matches_meshes(full_run, layer):
-    _, out, _ = full_run
-    doc, binary = read_glb(out / "glb" / "000004.glb")
-    assert doc["asset"]["version"] == "2.0" and len(doc["nodes"]) == 3
+def _glb_meshes(path: Path) -> tuple[dict, dict[str, np.ndarray], np.ndarray]:
+    """(document, {node name: POSITION (V, 3) glTF frame}, faces) of a per-frame GLB, read independently."""
+    doc, binary = read_glb(path)
 
     def accessor(i: int) -> np.ndarray:
         a = doc["accessors"][i]
         v = doc["bufferViews"][a["bufferView"]]
-        dtype, width = {5126: (np.float32, 3), 5125: (np.uint32, 1)}[a["componentType"]]
-        arr = np.frombuffer(binary, dtype, a["count"] * width, v["byteOffset"])
+        dtype, width = {5126: (np.float32, {"VEC3": 3}.get(a["type"], 1)), 5125: (np.uint32, 1)}[a["componentType"]]
+        arr = np.frombuffer(binary, dtype, a["count"] * width, v.get("byteOffset", 0))
         return arr.reshape(-1, 3) if a["type"] == "VEC3" else arr
 
+    meshes, faces = {}, None
     for node in doc["nodes"]:
-        prim = doc["meshes"][node["mesh"]]["primitives"][0]
-        pos = accessor(prim["attributes"]["POSITION"])
-        obj = load_obj_vertices(out / "mesh" / f"000004_{node['name'].removeprefix('track_')}.obj")
-        # glTF is y-up looking down -z: the camera-frame mesh rotated 180 degrees about x
-        assert np.allclose(pos, obj * [1, -1, -1], atol=1e-5)
-        a = doc["accessors"][prim["attributes"]["POSITION"]]
-        assert np.allclose(a["min"], pos.min(0)) and np.allclose(a["max"], pos.max(0))
-        assert np.array_equal(accessor(prim["indices"]).reshape(-1, 3), layer.faces)
+        if "mesh" in node:
+            prim = doc["meshes"][node["mesh"]]["primitives"][0]
+            meshes[node["name"]] = accessor(prim["attributes"]["POSITION"])
+            a = doc["accessors"][prim["attributes"]["POSITION"]]
+            assert np.allclose(a["min"], meshes[node["name"]].min(0)) and np.allclose(a["max"],
+                                                                                     meshes[node["name"]].max(0))
+            faces = accessor(prim["indices"]).reshape(-1, 3)
+    return doc, meshes, faces
+
+
+def test_glb_and_obj_place_everyone_in_one_scene_camera(full_run, layer):
+    """Every person of a frame in one camera: the GLB (read independently) holds the OBJ meshes (the same scene
+    frame), each is the SMPL-X mesh of its parameters at the scene translation, and each centroid projects through
+    the scene camera onto that person's box, where the crop camera projected it."""
+    _, out, _ = full_run
+    for frame in (0, 4, 9):
+        doc, meshes, faces = _glb_meshes(out / "glb" / f"{frame:06d}.glb")
+        assert doc["asset"]["version"] == "2.0" and len(meshes) == 3 and np.array_equal(faces, layer.faces)
+        (cam,) = [n for n in doc["nodes"] if "camera" in n]
+        persp = doc["cameras"][cam["camera"]]["perspective"]
+        F = 240 / 2 / np.tan(persp["yfov"] / 2)  # the scene camera: 320x240, principal point at the centre
+        assert F == pytest.approx(320, rel=1e-5) and persp["aspectRatio"] == pytest.approx(320 / 240)
+        centres = []
+        for name, pos in meshes.items():
+            k = name.removeprefix("track_")
+            stem = f"{frame:06d}_{k}"
+            scene = pos * [1, -1, -1]  # glTF is y-up looking down -z: back to the OpenCV camera frame
+            assert np.allclose(scene, load_obj_vertices(out / "mesh" / f"{stem}.obj"), atol=1e-5)
+            meta = json.loads((out / "meta" / f"{stem}.json").read_text())
+            assert meta["scene"]["focal"] == 320 and meta["scene"]["princpt"] == [160, 120]
+            params = {**dict(np.load(out / "smplx" / f"{stem}.npz")), "transl": np.array(meta["scene"]["transl"])}
+            assert np.abs(smplx_vertices(layer, params) - scene).max() < 1e-4
+            c = scene.mean(0)
+            u, v = 320 * c[0] / c[2] + 160, 320 * c[1] / c[2] + 120
+            x, y, w, h = meta["bbox_input"]
+            assert x <= u <= x + w and y <= v <= y + h, (stem, (u, v), meta["bbox_input"])
+            # the same pixel as in the person's own crop camera, at the depth that keeps the apparent size
+            own = smplx_vertices(layer, dict(np.load(out / "smplx" / f"{stem}.npz"))).mean(0)
+            fx, cx, cy = meta["focal"][0], *meta["princpt"]
+            assert (u, v) == pytest.approx((fx * own[0] / own[2] + cx, fx * own[1] / own[2] + cy), abs=1e-3)
+            assert c[2] == pytest.approx(own[2] * 320 / fx, rel=1e-5)
+            centres.append((u, v))
+        gaps = [np.hypot(a[0] - b[0], a[1] - b[1]) for i, a in enumerate(centres) for b in centres[i + 1:]]
+        assert min(gaps) > 20, centres  # one crop camera for all (the old bug) gave ~0 px
 
 
 def silhouette_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -238,14 +278,14 @@ def test_ground_truth_silhouettes_through_the_overlay_path(clip, body_model_dir)
                                          v[:, 1] + (C[1] - c[1]) * v[:, 2] / F[1], v[:, 2] * f[0] / F[0]])
                 own.append(Rec(v_own, f, c))
             for recs in (shared, own):
-                rgb, mask = vi.render_people(renderer, recs, clip.faces)
+                rgb, mask = render_people(renderer, recs, clip.faces)
                 if not people:
                     assert not mask.any() and not clip.silhouettes[i].any()
                     continue
                 assert silhouette_iou(mask, clip.silhouettes[i]) > 0.9, i
                 # the overlay replaces exactly the silhouette's pixels
                 frame = np.full((clip.height, clip.width, 3), 7, np.uint8)
-                vis = vi.draw_frame(frame, recs, clip.faces, renderer)
+                vis = draw_frame(frame, recs, clip.faces, renderer)
                 assert silhouette_iou((vis != 7).any(-1), clip.silhouettes[i]) > 0.9
 
 
@@ -306,18 +346,18 @@ def test_smoothing_without_rendering(tiny_ckpt, clip_files, body_model_dir, full
     for tid in range(3):
         jitter = [np.abs(np.diff(d["body_pose"][d["track_id"] == tid], axis=0)).sum() for d in (raw, smooth)]
         assert jitter[1] < 0.8 * jitter[0], jitter
-    doc, binary = read_glb(out / "glb" / "000004.glb")
-    for node in doc["nodes"]:
-        params = dict(np.load(out / "smplx" / f"000004_{node['name'].removeprefix('track_')}.npz"))
-        a = doc["accessors"][doc["meshes"][node["mesh"]]["primitives"][0]["attributes"]["POSITION"]]
-        pos = np.frombuffer(binary, np.float32, a["count"] * 3, doc["bufferViews"][a["bufferView"]]["byteOffset"])
-        assert np.abs(smplx_vertices(layer, params) * [1, -1, -1] - pos.reshape(-1, 3)).max() < 1e-4
+    _, meshes, _ = _glb_meshes(out / "glb" / "000004.glb")
+    for name, pos in meshes.items():
+        stem = f"000004_{name.removeprefix('track_')}"
+        meta = json.loads((out / "meta" / f"{stem}.json").read_text())
+        params = {**dict(np.load(out / "smplx" / f"{stem}.npz")), "transl": np.array(meta["scene"]["transl"])}
+        assert np.abs(smplx_vertices(layer, params) * [1, -1, -1] - pos).max() < 1e-4
 
 
 def test_error_mid_way_keeps_completed_frames(tiny_ckpt, clip_files, body_model_dir, tmp_path, monkeypatch, capsys):
     video, boxes = clip_files
     calls = {"n": 0}
-    real = vi._Pipeline._predict
+    real = NetworkStage.predict
 
     def failing(self, people):
         calls["n"] += 1
@@ -325,7 +365,7 @@ def test_error_mid_way_keeps_completed_frames(tiny_ckpt, clip_files, body_model_
             raise RuntimeError("simulated out-of-memory")
         return real(self, people)
 
-    monkeypatch.setattr(vi._Pipeline, "_predict", failing)
+    monkeypatch.setattr(NetworkStage, "predict", failing)
     out = tmp_path / "out"
     code = run_cli(tiny_ckpt, video, out, body_model_dir, "--boxes", str(boxes), "--multi_person", "--batch-size", "3")
     err = capsys.readouterr().err.strip().splitlines()
@@ -362,7 +402,7 @@ def test_detector_failure_keeps_decoded_frames(tiny_ckpt, clip_files, body_model
     real = BoxesFileDetector.detect_batch
 
     def failing(self, frames, frame_indices=None):
-        if min(frame_indices) >= vi.DETECT_CHUNK:
+        if min(frame_indices) >= DETECT_CHUNK:
             raise OSError("simulated read error")
         return real(self, frames, frame_indices)
 
@@ -371,8 +411,8 @@ def test_detector_failure_keeps_decoded_frames(tiny_ckpt, clip_files, body_model
     code = run_cli(tiny_ckpt, clip_files[0], out, body_model_dir, "--boxes", str(clip_files[1]), "--multi_person")
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "OSError: simulated read error" in err[-1]
-    assert sorted(set(np.load(out / "walk.npz")["frame_index"].tolist())) == list(range(vi.DETECT_CHUNK))
-    assert probe(out / "walk_overlay.mp4").num_frames == vi.DETECT_CHUNK
+    assert sorted(set(np.load(out / "walk.npz")["frame_index"].tolist())) == list(range(DETECT_CHUNK))
+    assert probe(out / "walk_overlay.mp4").num_frames == DETECT_CHUNK
 
 
 def test_without_a_renderer_parameters_and_dots(tiny_ckpt, clip_files, body_model_dir, tmp_path, monkeypatch,
@@ -463,3 +503,60 @@ def test_truncated_jpeg_in_a_folder_is_skipped_and_named(tiny_ckpt, clip, body_m
     assert sorted(set(np.load(tmp_path / "out" / "frames.npz")["frame_index"].tolist())) == [0, 2]
     single = run_cli(tiny_ckpt, folder / "1.jpg", tmp_path / "out1", body_model_dir, "--detector", "whole")
     assert single == 2 and "truncated" in capsys.readouterr().err
+
+
+def test_detection_schedule_follows_the_people(tiny_ckpt, clip, clip_files, body_model_dir, full_run, tmp_path,
+                                               capsys):
+    """--detect-every 4 with the boxes file as the detector: the detector runs on a fraction of the frames, the
+    person count of every frame equals the every-frame run's (the empty frame, the person leaving, the tiny boxes),
+    and the interpolated boxes follow the true boxes (IoU >= 0.7) on the frames it skipped."""
+    video, boxes = clip_files
+    code = run_cli(tiny_ckpt, video, tmp_path / "out", body_model_dir, "--boxes", str(boxes), "--multi_person",
+                   "--track", "--no-render", "--detect-every", "4")
+    stdout = capsys.readouterr().out
+    assert code == 0, stdout
+    s, ref = np.load(tmp_path / "out" / "walk.npz"), np.load(full_run[1] / "walk.npz")
+    detected = sorted(set(s["frame_index"][s["detected"]].tolist()))
+    assert "boxes interpolated on the others" in stdout and len(detected) < N_FRAMES - 2
+    for f in range(N_FRAMES):
+        assert (s["frame_index"] == f).sum() == (ref["frame_index"] == f).sum(), f
+    skipped = ~s["detected"]
+    assert skipped.sum() >= 9
+    for i in np.flatnonzero(skipped):
+        f, box = int(s["frame_index"][i]), s["bbox_input"][i]
+        truth = np.array([p.box for p in clip.people[f]])
+        iou = box_iou(xywh_to_xyxy(box[None]), xywh_to_xyxy(truth)).max()
+        assert iou >= 0.7, (f, box, truth)
+
+
+def test_slurm_inference_script_by_name(tiny_ckpt, clip_files, body_model_dir, tmp_path):
+    """main/slurm_inference.sh VIDEO FORMAT FPS smpler_x_s32 under real srun: the name is resolved from the Hugging
+    Face cache on the submitting host (offline), the job writes the original's folders plus the animation."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from common import paths
+    from tests.slurm_gate import require_slurm
+    from tests.test_weights import hub_cache
+
+    require_slurm()
+    demo = tmp_path / "demo"
+    (demo / "videos").mkdir(parents=True)
+    shutil.copy(clip_files[0], demo / "videos" / "walk.mp4")
+    hub_cache(tmp_path / "hf", "caizhongang/SMPLer-X", "smpler_x_s32.pth.tar", tiny_ckpt.read_bytes())
+    env = dict(os.environ, GRES="", CPUS_PER_TASK="1", OMP_NUM_THREADS="1", PYTHON=sys.executable,
+               DEMO_DIR=str(demo), HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1",
+               SMPLERX_PRETRAINED_DIR=str(tmp_path / "none"))
+    out = subprocess.run(["bash", "main/slurm_inference.sh", "walk", "mp4", "12", "smpler_x_s32", "--boxes",
+                          str(clip_files[1]), "--multi_person", "--track", "--body-model-dir", str(body_model_dir),
+                          "--bbox_thr", "30", "--no-progress"], cwd=paths.REPO_ROOT, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    res = demo / "results" / "walk"
+    assert (res / "walk.npz").is_file() and (res / "walk_overlay.mp4").is_file() and (res / "walk.glb").is_file()
+    assert len(list((res / "mesh").glob("*.obj"))) == 33 and len(list((res / "bvh").glob("*.bvh"))) == 3
+    bad = subprocess.run(["bash", "main/slurm_inference.sh", "walk", "mp4", "12", "smpler_x_l32"],
+                         cwd=paths.REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "smpler_x_l32.pth.tar" in bad.stderr and "hf download" in bad.stderr

@@ -163,3 +163,31 @@ def parse_bbox(text: str) -> tuple[float, float, float, float]:
     if len(vals) != 4 or not all(np.isfinite(vals)):
         raise InputError(f"--bbox '{text}' is not X,Y,W,H (four numbers in pixels, e.g. --bbox 100,50,200,400)")
     return vals  # type: ignore[return-value]
+
+
+def image_has_alpha(path: Path) -> bool:
+    """Whether an image file carries an alpha channel, from its header (PNG, WebP) or by decoding (TIFF, BMP)."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".png":
+            with open(path, "rb") as f:
+                head = f.read(26)
+            return head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 26 and head[25] in (4, 6)
+        if suffix == ".webp":
+            with open(path, "rb") as f:
+                head = f.read(30)
+            if head[:4] != b"RIFF" or head[8:12] != b"WEBP" or len(head) < 25:
+                return False
+            if head[12:16] == b"VP8X":
+                return bool(head[20] & 0x10)
+            if head[12:16] == b"VP8L":
+                return bool((int.from_bytes(head[21:25], "little") >> 28) & 1)
+            return False
+        if suffix in (".tif", ".tiff", ".bmp"):
+            import cv2
+
+            img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            return img is not None and img.ndim == 3 and img.shape[2] == 4
+    except OSError:
+        return False
+    return False
