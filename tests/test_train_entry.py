@@ -3,7 +3,6 @@
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from common import paths
+from tests.slurm_gate import require_slurm
 
 PY = sys.executable
 
@@ -87,26 +87,8 @@ def test_two_process_gloo_ranks_end_identical(tmp_path, synthetic, body_model_di
     assert (tmp_path / "ddp" / "model_dump" / "snapshot_0.pth.tar").is_file()
 
 
-def _slurm_ready() -> str | None:
-    if shutil.which("srun") is None or shutil.which("sinfo") is None:
-        return "SLURM is not installed (CI starts it with scripts/slurm_local.sh)"
-    state = subprocess.run(["sinfo", "-h", "-o", "%a %T"], capture_output=True, text=True, timeout=30).stdout
-    if "up" not in state or not re.search(r"idle|mix", state):
-        return f"no idle SLURM node (sinfo: {state.strip()!r})"
-    return None
-
-
-def _require_slurm() -> None:
-    """Skip without a usable cluster, or fail when .ci/run made SLURM mandatory (SMPLERX_REQUIRE_SLURM=1)."""
-    why = _slurm_ready()
-    if why:
-        if os.environ.get("SMPLERX_REQUIRE_SLURM") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
-
-
 def test_slurm_train_script_runs_two_tasks(tmp_path, synthetic, body_model_dir):
-    _require_slurm()
+    require_slurm()
     env = dict(os.environ, GRES="", CPUS_PER_TASK="1", OMP_NUM_THREADS="1", PYTHON=PY,
                SMPLERX_OUTPUT_DIR=str(tmp_path / "output"))
     job = f"pytest_{os.getpid()}"
@@ -157,7 +139,7 @@ def _untrained_run(run_dir: Path, body_model_dir) -> Path:
 
 
 def test_slurm_test_script_shards_gathers_and_keeps_going(tmp_path, synthetic, body_model_dir):
-    _require_slurm()
+    require_slurm()
     out_root = tmp_path / "output"
     _untrained_run(out_root / "train_x", body_model_dir)
     env = dict(os.environ, GRES="", CPUS_PER_TASK="1", OMP_NUM_THREADS="1", PYTHON=PY,
