@@ -9,7 +9,8 @@
    ``OUTPUT/train/`` (a finished run there is reused; an interrupted one resumes).
 4. Evaluation: ``python -m main.test`` on the synthetic test split, for the untrained and the trained weights.
 5. Video: a synthetic clip of two moving people (``OUTPUT/clip/``) through ``python -m main.video_inference``
-   with the trained model: ``OUTPUT/video/synthetic_clip_overlay.mp4`` shows the estimated meshes on the people;
+   with the trained model: ``OUTPUT/video/synthetic_clip_overlay.mp4`` shows the estimated meshes on the people and
+   ``OUTPUT/video/synthetic_clip.glb`` animates them as skinned SMPL-X characters (BVH per person in ``bvh/``);
    the silhouette IoU of the estimated meshes with the true bodies is printed for the untrained and trained model.
 6. With a released checkpoint in ``pretrained_models/smpler_x_s32.pth.tar`` (and the real body model), single-image
    inference on ``demo/images/*`` as well.
@@ -136,7 +137,7 @@ def video(ckpts: dict[str, Path], out: Path, bm_dir: Path, frames: int, device: 
                                      str(clip["boxes"]), "--multi_person", "--track", "--output", str(folder),
                                      "--body-model-dir", str(bm_dir), "--device", device,
                                      *([] if progress else ["--no-progress"]),
-                                     *([] if tag == "trained" else ["--no-render"])])
+                                     *([] if tag == "trained" else ["--no-render", "--no-animation"])])
         if code:
             raise SystemExit(code)
         ious[tag] = silhouette_iou(clip["gt"], folder / f"{clip['video'].stem}.npz", bm_dir)["mean"]
@@ -208,8 +209,10 @@ def main(argv=None) -> int:
         f"{k} {before[k]:.0f} -> {after[k]:.0f}" for k in ("mpvpe_all", "pa_mpvpe_all", "pa_mpjpe_body")))
     say(f"video: mean silhouette IoU of the estimated meshes with the true bodies {ious['untrained']:.2f} "
         f"(untrained) -> {ious['trained']:.2f} (trained)")
-    say(f"done in {time.time() - t0:.0f} s. Look at {overlay} (the estimated meshes on the moving people); "
-        f"training run {out / 'train'}, evaluation {out / 'eval'}, video outputs {out / 'video'}")
+    say(f"done in {time.time() - t0:.0f} s. Look at {overlay} (the estimated meshes on the moving people) and "
+        f"{overlay.with_name(overlay.name.replace('_overlay.mp4', '.glb'))} (the people as animated SMPL-X "
+        f"characters: open it in Blender or any glTF viewer); training run {out / 'train'}, evaluation "
+        f"{out / 'eval'}, video outputs {out / 'video'}")
     return 0
 
 

@@ -59,6 +59,15 @@ def test_demo_runs_train_evaluate_video(tmp_path, capsys):
     stacked = np.load(out / "video" / "synthetic_clip.npz")
     assert stacked["transl"].shape == (12, 1, 3) and sorted(set(stacked["track_id"].tolist())) == [0, 1]
     assert "mpvpe_all" in text and str(overlay) in text and "silhouette IoU" in text
+    # the main job's animation of the clip: one skinned character per track, keyed over the 6 frames
+    import pygltflib
+
+    glb = out / "video" / "synthetic_clip.glb"
+    doc = pygltflib.GLTF2.load(str(glb))
+    assert str(glb) in text and len(doc.skins) == 2 and len(doc.animations) == 1 and doc.cameras
+    assert sorted(p.name for p in (out / "video" / "bvh").iterdir()) == ["synthetic_clip_track0.bvh",
+                                                                         "synthetic_clip_track1.bvh"]
+    assert not (out / "video_untrained" / "synthetic_clip.glb").exists()
 
     # a second run reuses the finished training; other settings in the same folder are refused with a clear error
     assert demo.main(args) == 0
