@@ -560,3 +560,37 @@ def test_slurm_inference_script_by_name(tiny_ckpt, clip_files, body_model_dir, t
     bad = subprocess.run(["bash", "main/slurm_inference.sh", "walk", "mp4", "12", "smpler_x_l32"],
                          cwd=paths.REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "smpler_x_l32.pth.tar" in bad.stderr and "hf download" in bad.stderr
+
+
+def test_animation_of_the_clip_is_valid_and_replays_the_people(full_run, body_model_dir):
+    """The pipeline's <stem>.glb (--track): Khronos-valid; played back independently at each frame's time (time 0 =
+    the overlay's first frame), every track's skinned mesh is the SMPL-X mesh of that frame's parameters at its
+    scene translation (with the track's baked shape) within docs/exports.md's bounds; one BVH per track."""
+    import bvhio
+
+    from common.body_model import SMPLXLayer
+    from common.export import tracks_from_stacked
+    from common.export.gltf import opencv_to_gltf
+    from tests.gltf_skinning import GltfPlayer
+    from tests.test_export_animation import FULL_MAX_MM, FULL_MEAN_MM, exact_smplx, run_validator
+
+    _, out, _ = full_run
+    (report,) = run_validator([out / "walk.glb"])
+    assert report["issues"]["numErrors"] == 0, report["issues"]["messages"][:10]
+    assert report["info"]["animationCount"] == 1 and report["info"]["hasSkins"]
+    s = dict(np.load(out / "walk.npz"))
+    tracks = tracks_from_stacked(s)
+    assert [t.track_id for t in tracks] == [0, 1, 2]
+    player = GltfPlayer(out / "walk.glb")
+    layer = SMPLXLayer(body_model_dir).to(torch.float64)
+    start = float(s["time_s"].min())
+    errors = []
+    for t in tracks:
+        ref, _ = exact_smplx(layer, t)
+        for i in range(len(t)):
+            v = opencv_to_gltf(player.mesh_vertices(f"track_{t.track_id}_body", float(t.time_s[i] - start)))
+            errors.append(np.linalg.norm(v - ref[i], axis=1) * 1000)
+        bvh = bvhio.readAsBvh(str(out / "bvh" / f"walk_track{t.track_id}.bvh"))
+        assert bvh.FrameCount == t.frame_index[-1] - t.frame_index[0] + 1
+    errors = np.concatenate(errors)
+    assert errors.mean() < FULL_MEAN_MM and errors.max() < FULL_MAX_MM, (errors.mean(), errors.max())
