@@ -594,3 +594,29 @@ def test_animation_of_the_clip_is_valid_and_replays_the_people(full_run, body_mo
         assert bvh.FrameCount == t.frame_index[-1] - t.frame_index[0] + 1
     errors = np.concatenate(errors)
     assert errors.mean() < FULL_MEAN_MM and errors.max() < FULL_MAX_MM, (errors.mean(), errors.max())
+
+
+def test_scene_meshes_look_like_the_overlay(full_run, layer, body_model_dir):
+    """The exports' rigid placement in the scene camera against the overlay's exact crop-camera projection: per
+    person the silhouettes agree (only the perspective of the wider camera differs), so what a user sees in the
+    exported scene is what the overlay showed."""
+    from common.utils.render import MeshRenderer
+
+    _, out, _ = full_run
+
+    class Rec:
+        def __init__(self, vertices, focal, princpt):
+            self.vertices, self.focal, self.princpt = vertices, tuple(focal), tuple(princpt)
+
+    ious = []
+    with MeshRenderer(320, 240) as renderer:
+        for frame in (0, 4, 9):
+            for path in sorted((out / "meta").glob(f"{frame:06d}_*.json")):
+                meta = json.loads(path.read_text())
+                own = Rec(smplx_vertices(layer, dict(np.load(out / "smplx" / f"{path.stem}.npz"))), meta["focal"],
+                          meta["princpt"])
+                _, exact = render_people(renderer, [own], layer.faces)
+                scene = load_obj_vertices(out / "mesh" / f"{path.stem}.obj").astype(np.float32)
+                _, placed, _ = renderer.render([scene], layer.faces, (320.0, 320.0), (160.0, 120.0))
+                ious.append(silhouette_iou(exact, placed))
+    assert min(ious) > 0.8 and np.mean(ious) > 0.9, ious
