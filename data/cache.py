@@ -131,7 +131,10 @@ def load_or_build(path: str | Path, *, name: str, img_dir: str | Path, split: st
     key = cache_key(path, opts)
     where = cache_path(path, opts, cache_dir)
 
+    built = []
+
     def build() -> HumanDataRecords:
+        built.append(True)
         try:
             store = build_store(path, opts, where, key)
         except OSError as err:  # a read-only data folder must not stop training; the next run just rebuilds
@@ -141,7 +144,7 @@ def load_or_build(path: str | Path, *, name: str, img_dir: str | Path, split: st
 
     records = open_or_build(where, key, build, lambda store: records_from_store(store, img_dir), builder=builder,
                             timeout=timeout)
-    log.info("%s %s: %d records from cache %s", name, split, len(records), where)
+    log.info("%s %s: %d records %s cache %s", name, split, len(records), "built into" if built else "from", where)
     return records
 
 
