@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from common.errors import CacheWaitTimeout, InputError
-from common.utils.dist import get_local_rank
 from common.utils.io import atomic_open
 from data.colstore import ColumnStore
 
@@ -37,6 +36,13 @@ T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 3600.0  # s; the largest own-format sets (COCO-WholeBody json) take minutes to parse
 POLL_SECONDS = 0.5
+
+
+def get_local_rank() -> int:
+    """:func:`common.utils.dist.get_local_rank` (imported on use: reading a cache must not import torch)."""
+    from common.utils.dist import get_local_rank as local_rank
+
+    return local_rank()
 
 
 def _process_start() -> float:

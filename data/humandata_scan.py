@@ -32,7 +32,10 @@ from data import humandata as hd
 from data.npz_reader import NpzReader
 
 log = logging.getLogger(__name__)
-BLOCK_ROWS = 32768  # sampled rows per streamed keypoint block (~18 MB of 137 x 4 float32 rows)
+PREFETCH_BLOCKS = 12  # blocks each keypoint stream may run ahead (~170-220 MB each: they decompress while the fit
+# is read)
+BLOCK_ROWS = 8192  # sampled rows per streamed keypoint block (13.5 MB of 137 x 3 float32: below glibc's mmap
+# threshold, so blocks reuse heap memory instead of faulting in fresh pages every time)
 
 
 class ColumnSink(Protocol):
@@ -78,11 +81,11 @@ class _KeypointPlan:
     cols: np.ndarray  # member columns to read
     have: np.ndarray | None  # compressed: which of the 137 slots ``cols`` fill (the rest are zero)
     zero: np.ndarray | None  # uncompressed: 137-slot mask of keypoints the key's own mask marks invalid
-    dim: int
 
     def convert(self, block: np.ndarray) -> np.ndarray:
+        """(k, len(cols), d') rows of the member (d' <= 3 values kept) -> (k, 137, d') float32 (a new array)."""
         if self.have is not None:
-            out = np.zeros((len(block), len(self.have), self.dim), np.float32)
+            out = np.zeros((len(block), len(self.have), block.shape[2]), np.float32)
             out[:, self.have] = block
             return out
         out = block.astype(np.float32, copy=False)
@@ -114,48 +117,86 @@ def _plan(npz: NpzReader, key: str, mapping: np.ndarray, compressed: bool, min_d
         pos = np.full(len(own_mask), -1, dtype=np.int64)
         pos[kept] = np.arange(len(kept))
         src = pos[mapping]
-        return _KeypointPlan(key, src[src >= 0], src >= 0, None, shape[2])
+        return _KeypointPlan(key, src[src >= 0], src >= 0, None)
     zero = None if own_mask is None else own_mask[mapping] == 0
-    return _KeypointPlan(key, mapping, None, zero, shape[2])
+    return _KeypointPlan(key, mapping, None, zero)
 
 
-def _prefetch(it: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.ndarray]:
-    """Run iterator ``it`` in a thread, ``depth`` items ahead (its exceptions are re-raised here)."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
+class _Prefetch:
+    """Runs iterator ``it`` in a thread started at once, up to ``depth`` items ahead; ``next()`` re-raises its
+    exceptions. The keypoint members start decompressing while the small columns and the fit are being read."""
 
-    def put(item: object) -> bool:
-        while not stop.is_set():
+    _DONE = object()
+
+    def __init__(self, it: Iterator[np.ndarray], depth: int) -> None:
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, args=(it,), daemon=True)
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
             try:
-                q.put(item, timeout=0.1)
+                self._q.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def work() -> None:
+    def _work(self, it: Iterator[np.ndarray]) -> None:
         try:
             for item in it:
-                if not put(item):
+                if not self._put(item):
                     return
-            put(done)
+            self._put(self._DONE)
         except BaseException as err:  # noqa: BLE001 -- handed to the consumer
-            put(err)
+            self._put(err)
 
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    try:
+    def __next__(self) -> np.ndarray:
+        item = self._q.get()
+        if item is self._DONE:
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+class _Appender:
+    """Appends blocks to columns in one background thread (file writes release the GIL and may be throttled by the
+    kernel's writeback; the build keeps decompressing and converting meanwhile). At most ``depth`` blocks wait."""
+
+    def __init__(self, depth: int = 2) -> None:
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
         while True:
-            item = q.get()
-            if item is done:
+            item = self._q.get()
+            if item is None:
                 return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+            if self._error is None:
+                try:
+                    item[0].append(item[1])
+                except BaseException as err:  # noqa: BLE001 -- re-raised by the caller
+                    self._error = err
+
+    def append(self, column: Any, block: np.ndarray) -> None:
+        if self._error is not None:
+            raise self._error
+        self._q.put((column, block))
+
+    def close(self) -> None:
+        """Wait for every queued block; re-raise a write error."""
+        self._q.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def scan_humandata(path: str | Path, opts: hd.ReaderOptions, out: ColumnSink, block: int = BLOCK_ROWS
@@ -177,45 +218,61 @@ def scan_humandata(path: str | Path, opts: hd.ReaderOptions, out: ColumnSink, bl
         n = shape[0]
         rows = np.arange(0, n, opts.sample_interval, dtype=np.int64)
         source = next((s for s in hd.PARAM_SOURCES if s in npz), None)
-        info: dict[str, Any] = {"rows_in_file": int(n), "sample_interval": opts.sample_interval,
-                                "rows_sampled": len(rows), "keys": hd._describe_keys(npz, expand=("meta", source))}
-        hw, ok_shape, info["img_shape"] = hd._image_sizes(npz, n, rows, opts.img_shape)
-        npz.rows_of("bbox_xywh", n, min_cols=4)
-        raw_box = npz.read_rows("bbox_xywh", rows).astype(np.float64)
-        bbox, ok_box = hd.process_bboxes(raw_box[:, :4], hw[:, 1], hw[:, 0], hd.BOX_ASPECT_RATIO,
-                                         opts.bbox_ratio * hd.BODY_BOX_RATIO_FACTOR)
-        del raw_box
-        plan2d, plan3d, joint_valid, info["keypoints"] = _keypoint_plans(npz, n, opts)
+        plan2d, plan3d, joint_valid, kp_notes = _keypoint_plans(npz, n, opts)
+        streams = [_Prefetch(npz.iter_rows(plan.key, rows, plan.cols, block, depth=3), PREFETCH_BLOCKS)
+                   for plan in (plan2d, plan3d) if plan is not None]
+        try:
+            return _scan(npz, path, opts, out, block, n, rows, source, plan2d, plan3d, joint_valid, kp_notes,
+                         streams)
+        finally:
+            for stream in streams:
+                stream.close()
 
-        params, flags = None, {k: False for k in hd.SMPLX_VALID_KEYS}
-        ok_params = np.ones(len(rows), bool)
-        if source is not None:
-            raw = npz.read(source)
-            raw = raw.item() if raw.ndim == 0 else raw
-            if not isinstance(raw, Mapping):
-                raise InputError(f"{path}: '{source}' must be a dict of arrays, got {type(raw).__name__}")
-            params, flags, notes = hd._extract_params(raw, source, rows, n, f"{path}: {source}",
-                                                      frozenset(opts.quirks), opts.body_model_file)
-            del raw
-            info["smplx"] = {"source": source, **notes}
-            for k in hd.SMPLX_PARAM_DIMS:
-                ok_params &= np.isfinite(params[k]).all(axis=1)
-        elif opts.params_required:
-            raise InputError(f"{path}: no parametric fit: none of the keys {', '.join(hd.PARAM_SOURCES)} (required "
-                             f"for {opts.name})")
 
-        ok_2d, ok_3d = _stream_keypoints(npz, rows, plan2d, plan3d, ok_shape & ok_box & ok_params, out, block)
-        # each skipped row is counted under the first reason that applies
-        skipped: dict[str, int] = {}
-        keep = np.ones(len(rows), bool)
-        for reason, ok in zip(hd.SKIP_REASONS, (ok_shape, ok_box, ok_3d, ok_2d, ok_params)):
-            if (keep & ~ok).any():
-                skipped[reason] = int((keep & ~ok).sum())
-            keep &= ok
-        kept_rows, hw = rows[keep], hw[keep]
-        for name, col in hd._part_box_columns(npz, n, kept_rows, hw, opts.bbox_ratio).items():
-            out.add(name, col)
-        path_bytes, offsets = _encode_paths(npz.read("image_path")[kept_rows])
+def _scan(npz: NpzReader, path: Path, opts: hd.ReaderOptions, out: ColumnSink, block: int, n: int,
+          rows: np.ndarray, source: str | None, plan2d: _KeypointPlan, plan3d: _KeypointPlan | None,
+          joint_valid: np.ndarray, kp_notes: dict[str, Any], streams: list[_Prefetch]) -> dict[str, Any]:
+    """The body of :func:`scan_humandata` once the keypoint streams run."""
+    info: dict[str, Any] = {"rows_in_file": int(n), "sample_interval": opts.sample_interval,
+                            "rows_sampled": len(rows), "keys": hd._describe_keys(npz, expand=("meta", source))}
+    hw, ok_shape, info["img_shape"] = hd._image_sizes(npz, n, rows, opts.img_shape)
+    npz.rows_of("bbox_xywh", n, min_cols=4)
+    raw_box = npz.read_rows("bbox_xywh", rows).astype(np.float64)
+    bbox, ok_box = hd.process_bboxes(raw_box[:, :4], hw[:, 1], hw[:, 0], hd.BOX_ASPECT_RATIO,
+                                     opts.bbox_ratio * hd.BODY_BOX_RATIO_FACTOR)
+    del raw_box
+    info["keypoints"] = kp_notes
+
+    params, flags = None, {k: False for k in hd.SMPLX_VALID_KEYS}
+    ok_params = np.ones(len(rows), bool)
+    if source is not None:
+        raw = npz.read(source)
+        raw = raw.item() if raw.ndim == 0 else raw
+        if not isinstance(raw, Mapping):
+            raise InputError(f"{path}: '{source}' must be a dict of arrays, got {type(raw).__name__}")
+        params, flags, notes = hd._extract_params(raw, source, rows, n, f"{path}: {source}",
+                                                  frozenset(opts.quirks), opts.body_model_file)
+        del raw
+        info["smplx"] = {"source": source, **notes}
+        for k in hd.SMPLX_PARAM_DIMS:
+            ok_params &= np.isfinite(params[k]).all(axis=1)
+    elif opts.params_required:
+        raise InputError(f"{path}: no parametric fit: none of the keys {', '.join(hd.PARAM_SOURCES)} (required "
+                         f"for {opts.name})")
+
+    plans = [p for p in (plan2d, plan3d) if p is not None]
+    ok_2d, ok_3d = _stream_keypoints(rows, streams, plans, ok_shape & ok_box & ok_params, out, block)
+    # each skipped row is counted under the first reason that applies
+    skipped: dict[str, int] = {}
+    keep = np.ones(len(rows), bool)
+    for reason, ok in zip(hd.SKIP_REASONS, (ok_shape, ok_box, ok_3d, ok_2d, ok_params)):
+        if (keep & ~ok).any():
+            skipped[reason] = int((keep & ~ok).sum())
+        keep &= ok
+    kept_rows, hw = rows[keep], hw[keep]
+    for name, col in hd._part_box_columns(npz, n, kept_rows, hw, opts.bbox_ratio).items():
+        out.add(name, col)
+    path_bytes, offsets = _encode_paths(npz.read("image_path")[kept_rows])
 
     out.add("index", kept_rows)
     out.add("path_bytes", path_bytes)
@@ -254,38 +311,35 @@ def _keypoint_plans(npz: NpzReader, n: int, opts: hd.ReaderOptions
     return plan2d, plan3d, joint_valid, notes
 
 
-def _stream_keypoints(npz: NpzReader, rows: np.ndarray, plan2d: _KeypointPlan, plan3d: _KeypointPlan | None,
-                      pre: np.ndarray, out: ColumnSink, block: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stream the keypoint members block by block into ``joint_img`` / ``joint_cam`` (rows passing ``pre`` and
-    the finiteness checks only). Returns (ok_2d, ok_3d) per sampled row."""
+def _stream_keypoints(rows: np.ndarray, streams: list[_Prefetch], plans: list[_KeypointPlan], pre: np.ndarray,
+                      out: ColumnSink, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Consume the keypoint streams (2D, then 3D if present) block by block into ``joint_img`` / ``joint_cam``
+    (rows passing ``pre`` and the finiteness checks only). Returns (ok_2d, ok_3d) per sampled row."""
     ok_2d, ok_3d = np.ones(len(rows), bool), np.ones(len(rows), bool)
+    plan2d, plan3d = plans[0], (plans[1] if len(plans) > 1 else None)
+    blocks2d, blocks3d = streams[0], (streams[1] if len(streams) > 1 else None)
     img_col = out.stream("joint_img", (len(hd.HUMANDATA_137_MAPPING), 3), np.float32)
-    blocks2d = _prefetch(npz.iter_rows(plan2d.key, rows, plan2d.cols, block))
-    blocks3d = None
     if plan3d is not None:
         cam_col = out.stream("joint_cam", (len(hd.HUMANDATA_137_MAPPING), 3), np.float32)
-        blocks3d = _prefetch(npz.iter_rows(plan3d.key, rows, plan3d.cols, block))
+    appender = _Appender()
     try:
         for p in range(0, len(rows), block):
             part = slice(p, min(p + block, len(rows)))
-            kp2d = plan2d.convert(next(blocks2d))
-            joint_img = np.ones((len(kp2d), kp2d.shape[1], 3), np.float32)  # confidence 1 when the file has none
-            joint_img[:, :, : min(3, kp2d.shape[2])] = kp2d[:, :, :3]
-            del kp2d
+            joint_img = plan2d.convert(next(blocks2d))
+            if joint_img.shape[2] < 3:  # no confidence in the file: 1
+                joint_img = np.concatenate([joint_img, np.ones((*joint_img.shape[:2], 1), np.float32)], axis=2)
             ok_2d[part] = np.isfinite(joint_img).all(axis=(1, 2))
             joint_cam = None
             if blocks3d is not None:
-                joint_cam = np.ascontiguousarray(plan3d.convert(next(blocks3d))[:, :, :3])
+                joint_cam = plan3d.convert(next(blocks3d))
                 ok_3d[part] = np.isfinite(joint_cam).all(axis=(1, 2))
             keep = pre[part] & ok_2d[part] & ok_3d[part]
             every = bool(keep.all())
-            img_col.append(joint_img if every else joint_img[keep])
+            appender.append(img_col, joint_img if every else joint_img[keep])
             if joint_cam is not None:
-                cam_col.append(joint_cam if every else joint_cam[keep])
+                appender.append(cam_col, joint_cam if every else joint_cam[keep])
     finally:
-        for blocks in (blocks2d, blocks3d):
-            if blocks is not None:
-                blocks.close()
+        appender.close()
     return ok_2d, ok_3d
 
 
