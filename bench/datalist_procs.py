@@ -2,8 +2,9 @@
 
     python -m bench.datalist_procs cold-new  CACHE_DIR FILE...    build the mapped caches (new code path)
     python -m bench.datalist_procs cold-old  REV FILE...          read the files with the reader of git revision REV
-    python -m bench.datalist_procs warm-new  CACHE_DIR FILE...    open the mapped caches, touch them, time lookups
-    python -m bench.datalist_procs warm-old  NPZ...               the old cache: np.load of one .npz per file
+    python -m bench.datalist_procs warm-new  TOUCH CACHE_DIR FILE...  open the mapped caches, (TOUCH=touch: read
+                                                                  every page,) time lookups
+    python -m bench.datalist_procs warm-old  TOUCH NPZ...         the old cache: np.load of one .npz per file
     python -m bench.datalist_procs rank MODE WORKERS CACHE_DIR ARG...  a training rank with WORKERS data-loader
                                                                   workers that all touch the datalist; prints its
                                                                   and its workers' pids, then waits for a line
@@ -129,15 +130,17 @@ def cmd_cold_old(rev: str, *files: str) -> dict:
             "records": len(records)}
 
 
-def cmd_warm(mode: str, *args: str) -> dict:
+def cmd_warm(mode: str, touching: str, *args: str) -> dict:
     _imports()
     before = rss()
     start = time.perf_counter()
     records = open_new(args[0], list(args[1:]), builder=False) if mode == "new" else open_old_cache(list(args))
     seconds = time.perf_counter() - start
     out = {"seconds": seconds, "rss_before": before, "rss_open": rss(), "records": len(records)}
-    touch(records)
-    out.update(rss_touched=rss(), lookup_us=lookup_us(records), peak=peak())
+    if touching == "touch":
+        touch(records)
+        out["rss_touched"] = rss()
+    out.update(lookup_us=lookup_us(records), peak=peak())
     return out
 
 

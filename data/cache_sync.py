@@ -34,6 +34,7 @@ from data.colstore import ColumnStore
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+BUILT: list[Path] = []  # the caches this process built (reported by main.humandata_tool cache)
 DEFAULT_TIMEOUT = 3600.0  # s; the largest own-format sets (COCO-WholeBody json) take minutes to parse
 POLL_SECONDS = 0.5
 
@@ -173,4 +174,5 @@ def open_or_build(final: str | Path, key: str, build: Callable[[], T], open_: Ca
         write_claim(final, error=f"{type(err).__name__}: {' '.join(str(err).split())}"[:2000])
         raise
     clear_claim(final)
+    BUILT.append(final)
     return result

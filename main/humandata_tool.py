@@ -164,6 +164,7 @@ def cache(args: argparse.Namespace) -> int:
     import time
 
     from common.config import load_config
+    from data import cache_sync
     from data.datasets import load_records, train_set_names
     from main.test import parse_testset
 
@@ -173,7 +174,7 @@ def cache(args: argparse.Namespace) -> int:
         jobs += [(*parse_testset(item), False) for item in (args.testset or [cfg.data.testset]) if item]
     failed = []
     for name, split, train in jobs:
-        start = time.perf_counter()
+        start, before = time.perf_counter(), len(cache_sync.BUILT)
         try:
             records = load_records(cfg, name, split, train, builder=True)
         except UserError as err:
@@ -182,8 +183,11 @@ def cache(args: argparse.Namespace) -> int:
             continue
         stores = [getattr(p, "store", None) for p in getattr(records, "parts", [records])]
         size = sum(s.nbytes() for s in stores if s is not None) / 2**20
+        built = len(cache_sync.BUILT) > before
+        state = "built" if built else "reused" if all(s is not None for s in stores) else "NOT CACHED (folder " \
+            "not writable)"
         print(f"{name:<20} {split:<6} {len(records):>10} records  {time.perf_counter() - start:7.1f} s  "
-              f"{size:9.1f} MB" + ("" if all(s is not None for s in stores) else "  (not cached: folder not writable)"))
+              f"{size:9.1f} MB  {state}")
     if failed:
         raise InputError(f"{len(failed)} of {len(jobs)} dataset(s) failed: {', '.join(failed)} (see above)")
     return 0

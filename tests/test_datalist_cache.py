@@ -330,3 +330,30 @@ def test_waiting_rank_opens_what_the_builder_commits(tmp_path):
     assert not cache_sync.claim_path(waited.store.path).exists()  # the builder removed its claim
     same(waited.entry(2), hd_cache.load_or_build(annot, **kw, use_cache=False).entry(2))
     assert not final.exists()
+
+
+def test_cache_command_builds_every_set_of_a_config(own_root, tmp_path, capsys):
+    from main import humandata_tool
+
+    overrides = [f"paths.data_root={own_root}", "data.trainset_humandata=()", "data.trainset_3d=MPII,PW3D",
+                 "data.sample_interval={'PW3D': 1}"]
+    args = ["cache", "--config", "smpler_x_synthetic", *overrides, "--testset", "EHF"]
+    assert humandata_tool.main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] + line.split()[-1:] for line in lines] == [
+        ["MPII", "train", "built"], ["PW3D", "train", "built"], ["EHF", "test", "built"]]
+    counts = {line.split()[0]: int(line.split()[2]) for line in lines}
+    assert counts == {"MPII": 3, "PW3D": 2, "EHF": 2}  # what the synthetic copies hold
+    assert humandata_tool.main(args) == 0  # a second run finds them
+    assert [line.split()[-1] for line in capsys.readouterr().out.splitlines()] == ["reused"] * 3
+    # a training process then only opens them (it would wait, not build, on a non-zero local rank)
+    from common.config import load_config
+    from data.datasets import load_records
+
+    cfg = load_config("smpler_x_synthetic", overrides)
+    assert len(load_records(cfg, "MPII", "train", train=True, builder=False)) == 3
+    # a missing dataset is named and makes the command fail
+    assert humandata_tool.main(["cache", "--config", "smpler_x_synthetic", *overrides, "data.trainset_2d=BEDLAM",
+                                "--no-test"]) == 2
+    out = capsys.readouterr()
+    assert "BEDLAM" in out.out and "FAILED" in out.out and "1 of 3 dataset(s) failed: BEDLAM" in out.err
