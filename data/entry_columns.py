@@ -182,15 +182,20 @@ class EntryColumns:
                 return lambda i: text
             return lambda i: data[off[i]:off[i + 1]].tobytes().decode("utf-8")
         a = self.store[f"c{cid}"]
-        if const:
-            a = np.array(a[:1])  # one row, kept in memory
-        get = (lambda i: 0) if const else (lambda i: i)
+        if const:  # one row, kept in memory
+            row = np.array(a[0])
+            if kind == "array":
+                return lambda i: row.copy()
+            value = {"npscalar": lambda x: x, "bool": bool, "int": int, "float": float}[kind](a[0])
+            return lambda i: value
         if kind == "array":
             if not spec["shape"]:  # 0-d arrays: a[i] would be a numpy scalar
-                return lambda i: np.array(a[get(i)])
-            return lambda i: a[get(i)].copy()
-        convert = {"npscalar": lambda x: x, "bool": bool, "int": int, "float": float}[kind]
-        return lambda i: convert(a[get(i)])
+                return lambda i: np.array(a[i])
+            return lambda i: a[i].copy()
+        if kind == "npscalar":
+            return lambda i: a[i]
+        convert = {"bool": bool, "int": int, "float": float}[kind]
+        return lambda i: convert(a[i])
 
     def _compile(self, sig: Sequence) -> Callable[[int], Any]:
         kind = sig[0]

@@ -19,9 +19,13 @@ import importlib
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common.errors import ConfigError
 from data.formats.base import EntryRecords, EvalContext
+
+if TYPE_CHECKING:
+    from data.entry_columns import EntryColumns
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 2  # bump when the cached entries change meaning (1: pickled EntryRecords)
@@ -51,7 +55,8 @@ def _module(name: str):
 
 def load_own(name: str, split: str, *, data_root: str | Path | None = None, sample_interval: int | None = None,
              bbox_ratio: float = 1.2, body_model_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-             use_cache: bool = True, builder: bool | None = None, timeout: float | None = None):
+             use_cache: bool = True, builder: bool | None = None, timeout: float | None = None
+             ) -> EntryColumns | EntryRecords:
     """The ``split`` of own-format dataset ``name`` (catalog spelling) as datalist entries.
 
     ``sample_interval`` defaults to the catalog's interval of the split. The entries are cached as a mapped column
