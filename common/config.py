@@ -90,6 +90,7 @@ class DataConfig:
     sample_interval: dict[str, int] = field(default_factory=dict)  # per-dataset train subsampling interval
     bbox_ratio: float = 1.2  # body box enlargement for training crops
     no_aug: bool = False  # disable train-time augmentation
+    cache_timeout: float = 3600.0  # s a rank waits for local rank 0 to build a missing datalist cache (then fails)
 
 
 @dataclass

@@ -26,3 +26,7 @@ class ConfigError(UserError, ValueError):
 
 class InputError(UserError, ValueError):
     """An input image, video or box cannot be used."""
+
+
+class CacheWaitTimeout(UserError, TimeoutError):
+    """A rank waited too long for the process that builds a shared datalist cache (see data/cache_sync.py)."""

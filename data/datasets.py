@@ -43,30 +43,45 @@ def data_root(cfg: Config) -> Path | None:
     return Path(cfg.paths.data_root) if cfg.paths.data_root else None
 
 
-def load_split(cfg: Config, name: str, split: str, train: bool, sample_interval: int | None = None) -> SampleDataset:
-    """One catalog dataset's split as samples: HumanData (cached reader) or an own-format loader (data/formats)."""
+def load_records(cfg: Config, name: str, split: str, train: bool, sample_interval: int | None = None,
+                 builder: bool | None = None):
+    """One catalog dataset's split as datalist entries, through its mapped cache: HumanData (data/cache.py) or an
+    own-format loader (data/formats). The node's local rank 0 builds a missing cache while the other ranks wait
+    (``data.cache_timeout``); ``builder`` overrides that choice (data/cache_sync.py)."""
     from common.nets import body_model_dir
     from data.cache import load_dataset
     from data.catalog import get_spec
 
     spec = get_spec(name)
     interval = sample_interval or (cfg.data.sample_interval.get(name) if train else None)
+    kw = dict(data_root=data_root(cfg), sample_interval=interval, bbox_ratio=cfg.data.bbox_ratio,
+              body_model_dir=body_model_dir(cfg), builder=builder, timeout=cfg.data.cache_timeout)
     if spec.loader == "own":
         from data.formats import load_own
 
-        records = load_own(name, split, data_root=data_root(cfg), sample_interval=interval,
-                           bbox_ratio=cfg.data.bbox_ratio, body_model_dir=body_model_dir(cfg))
-        return SampleDataset(records, train, cfg.model, cfg.train.seed, cfg.data.no_aug, name)
-    records = load_dataset(name, split, data_root=data_root(cfg), sample_interval=interval,
-                           bbox_ratio=cfg.data.bbox_ratio, body_model_dir=body_model_dir(cfg))
+        return load_own(name, split, **kw)
+    return load_dataset(name, split, **kw)
+
+
+def load_split(cfg: Config, name: str, split: str, train: bool, sample_interval: int | None = None) -> SampleDataset:
+    """One catalog dataset's split as samples (:func:`load_records` wrapped in :class:`SampleDataset`)."""
+    records = load_records(cfg, name, split, train, sample_interval)
     return SampleDataset(records, train, cfg.model, cfg.train.seed, cfg.data.no_aug, name)
 
 
+def train_set_names(cfg: Config) -> list[str]:
+    """The configured training sets, in the order they are mixed."""
+    return [*cfg.data.trainset_3d, *cfg.data.trainset_2d, *cfg.data.trainset_humandata]
+
+
 def build_train_dataset(cfg: Config) -> Dataset:
-    """Every configured training set, mixed by ``data.data_strategy`` ('balance': ``data.total_data_len``)."""
+    """Every configured training set, mixed by ``data.data_strategy`` ('balance': ``data.total_data_len``).
+
+    Under torchrun / srun, local rank 0 of each node builds the missing datalist caches and the other ranks wait
+    for them; every process then maps the same cache files (one copy of the datalist per node)."""
     from data.mixed import MixedDataset
 
-    names = [*cfg.data.trainset_3d, *cfg.data.trainset_2d, *cfg.data.trainset_humandata]
+    names = train_set_names(cfg)
     if not names:
         raise ConfigError("no training sets: set data.trainset_humandata (and/or trainset_3d, trainset_2d)")
     parts = [load_split(cfg, name, "train", train=True) for name in names]

@@ -142,45 +142,6 @@ def _read_mask(npz: NpzReader, key: str) -> np.ndarray:
     return m
 
 
-def _read_keypoints(npz: NpzReader, key: str, rows: np.ndarray, mapping: np.ndarray, compressed: bool,
-                    min_dim: int) -> np.ndarray:
-    """(K, 137, d) float32 of keypoint array ``key`` at ``rows``, mapped to the 137 set.
-
-    Compressed arrays are expanded with their ``<key>_mask`` (only the mapped columns are materialised). Values at
-    keypoints the key's own mask marks invalid are zero either way, so a compressed file and its uncompressed
-    original give identical results.
-    """
-    shape = npz.header(key)[0]
-    if len(shape) != 3 or shape[2] < min_dim:
-        raise InputError(f"{npz.path}: '{key}' has shape {shape}, expected (N, keypoints, {min_dim}+)")
-    own_mask = _read_mask(npz, f"{key}_mask") if f"{key}_mask" in npz else None
-    if own_mask is not None and not compressed and len(own_mask) != shape[1]:
-        raise InputError(f"{npz.path}: '{key}_mask' has {len(own_mask)} entries for {shape[1]} keypoints")
-    if compressed and own_mask is None:
-        raise InputError(f"{npz.path}: keypoints are compressed (__keypoints_compressed__) but '{key}_mask' is "
-                         f"missing, so '{key}' cannot be decompressed")
-    n_kps = len(own_mask) if compressed else shape[1]
-    if mapping.max() >= n_kps:
-        raise InputError(f"{npz.path}: '{key}' has {n_kps} keypoints; the HumanData 'smplx' convention (at least "
-                         f"{mapping.max() + 1}) is needed to pick the 137 SMPLer-X keypoints")
-    if compressed:
-        kept = np.flatnonzero(own_mask > 0)
-        if len(kept) != shape[1]:
-            raise InputError(f"{npz.path}: compressed '{key}' has {shape[1]} keypoints but '{key}_mask' keeps "
-                             f"{len(kept)}")
-        pos = np.full(len(own_mask), -1, dtype=np.int64)
-        pos[kept] = np.arange(len(kept))
-        src = pos[mapping]
-        have = src >= 0
-        out = np.zeros((len(rows), len(mapping), shape[2]), dtype=np.float32)
-        out[:, have] = npz.read_rows(key, rows, src[have])
-        return out
-    out = npz.read_rows(key, rows, mapping).astype(np.float32, copy=False)
-    if own_mask is not None:
-        out[:, own_mask[mapping] == 0] = 0.0
-    return out
-
-
 def _dataset_mask(npz: NpzReader, key3d: str | None, key2d: str, mapping: np.ndarray) -> tuple[np.ndarray, str]:
     """Dataset-wide (137, 1) keypoint mask: the 3D key's mask (own, else generic), else the 2D key's, else ones."""
     candidates = ([f"{key3d}_mask", "keypoints3d_mask"] if key3d else []) + [f"{key2d}_mask", "keypoints2d_mask"]
@@ -571,71 +532,13 @@ def load_humandata(path: str | Path, *, name: str, img_dir: str | Path, split: s
 
 
 def read_records(path: str | Path, opts: ReaderOptions, img_dir: str | Path) -> HumanDataRecords:
-    """:func:`load_humandata` with options already resolved by :func:`resolve_options`."""
-    path, img_dir = Path(path).absolute(), os.path.abspath(img_dir)
-    with NpzReader(path) as npz:
-        missing = [k for k in REQUIRED_KEYS if k not in npz]
-        if missing:
-            raise InputError(f"{path}: required HumanData key(s) {', '.join(missing)} missing (the file has: "
-                             f"{', '.join(sorted(npz.members))})")
-        shape = npz.header("image_path")[0]
-        if len(shape) != 1:
-            raise InputError(f"{path}: 'image_path' has shape {shape}, expected (N,) relative image paths")
-        n = shape[0]
-        rows = np.arange(0, n, opts.sample_interval, dtype=np.int64)
-        source = next((s for s in PARAM_SOURCES if s in npz), None)
-        info: dict[str, Any] = {"rows_in_file": int(n), "sample_interval": opts.sample_interval,
-                                "rows_sampled": len(rows), "keys": _describe_keys(npz, expand=("meta", source))}
+    """:func:`load_humandata` with options already resolved by :func:`resolve_options` (columns in memory; the
+    reading itself is :func:`data.humandata_scan.scan_humandata`, shared with the datalist cache)."""
+    from data.humandata_scan import MemoryColumns, scan_humandata
 
-        hw, ok_shape, info["img_shape"] = _image_sizes(npz, n, rows, opts.img_shape)
-        npz.rows_of("bbox_xywh", n, min_cols=4)
-        raw_box = npz.read_rows("bbox_xywh", rows).astype(np.float64)
-        bbox, ok_box = process_bboxes(raw_box[:, :4], hw[:, 1], hw[:, 0], BOX_ASPECT_RATIO,
-                                      opts.bbox_ratio * BODY_BOX_RATIO_FACTOR)
-        joint_img, joint_cam, joint_valid, info["keypoints"] = _keypoint_columns(npz, n, rows, opts)
-        ok_3d = np.isfinite(joint_cam).all(axis=(1, 2)) if joint_cam is not None else np.ones(len(rows), bool)
-        ok_2d = np.isfinite(joint_img).all(axis=(1, 2))
-
-        params, flags = None, {k: False for k in SMPLX_VALID_KEYS}
-        ok_params = np.ones(len(rows), bool)
-        if source is not None:
-            raw = npz.read(source)
-            raw = raw.item() if raw.ndim == 0 else raw
-            if not isinstance(raw, Mapping):
-                raise InputError(f"{path}: '{source}' must be a dict of arrays, got {type(raw).__name__}")
-            params, flags, notes = _extract_params(raw, source, rows, n, f"{path}: {source}", frozenset(opts.quirks),
-                                                   opts.body_model_file)
-            info["smplx"] = {"source": source, **notes}
-            for k in SMPLX_PARAM_DIMS:
-                ok_params &= np.isfinite(params[k]).all(axis=1)
-        elif opts.params_required:
-            raise InputError(f"{path}: no parametric fit: none of the keys {', '.join(PARAM_SOURCES)} (required "
-                             f"for {opts.name})")
-
-        # each skipped row is counted under the first reason that applies
-        skipped: dict[str, int] = {}
-        keep = np.ones(len(rows), bool)
-        for reason, ok in zip(SKIP_REASONS, (ok_shape, ok_box, ok_3d, ok_2d, ok_params)):
-            if (keep & ~ok).any():
-                skipped[reason] = int((keep & ~ok).sum())
-            keep &= ok
-        kept_rows, hw = rows[keep], hw[keep]
-        boxes = _part_box_columns(npz, n, kept_rows, hw, opts.bbox_ratio)
-        encoded = [str(p).encode("utf-8") for p in npz.read("image_path")[kept_rows]]
-
-    offsets = np.zeros(len(encoded) + 1, np.int64)
-    np.cumsum([len(e) for e in encoded], out=offsets[1:])
-    records = HumanDataRecords(
-        name=opts.name, split=opts.split, source=str(path), img_dir=img_dir, index=kept_rows,
-        path_bytes=np.frombuffer(b"".join(encoded), np.uint8).copy(), path_offsets=offsets,
-        img_shape=np.rint(hw).astype(np.int32), bbox=bbox[keep], **boxes,
-        joint_img=np.ascontiguousarray(joint_img[keep]),
-        joint_cam=None if joint_cam is None else np.ascontiguousarray(joint_cam[keep]), joint_valid=joint_valid,
-        smplx=None if params is None else {k: np.ascontiguousarray(v[keep]) for k, v in params.items()},
-        smplx_valid=flags, camera=opts.camera_dict(), skipped=skipped, info=info)
-    log.info("%s %s: %d records from %d rows of %s (interval %d); skipped %s", opts.name, opts.split, len(records),
-             n, path.name, opts.sample_interval, skipped or "none")
-    return records
+    sink = MemoryColumns()
+    meta = scan_humandata(path, opts, sink)
+    return HumanDataRecords.from_arrays(sink.finish(), meta, img_dir)
 
 
 def _image_sizes(npz: NpzReader, n: int, rows: np.ndarray, fixed: tuple[int, int] | None
@@ -656,30 +559,6 @@ def _image_sizes(npz: NpzReader, n: int, rows: np.ndarray, fixed: tuple[int, int
         hw, note = np.full((len(rows), 2), np.nan), "none (no meta height/width and no catalog size)"
     ok = np.isfinite(hw).all(axis=1) & (hw > 0).all(axis=1)
     return np.where(ok[:, None], hw, 1.0), ok, note
-
-
-def _keypoint_columns(npz: NpzReader, n: int, rows: np.ndarray, opts: ReaderOptions
-                      ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, dict[str, Any]]:
-    """(joint_img (K, 137, 3), joint_cam (K, 137, 3) or None, joint_valid (137, 1), notes for stats)."""
-    compressed = bool(npz.read("__keypoints_compressed__"))
-    key3d = next((k for k in KPS3D_KEYS if k in npz), None)
-    key2d = next((k for k in KPS2D_KEYS if k in npz), None)
-    if key2d is None:
-        raise InputError(f"{npz.path}: no 2D keypoints: none of the keys {', '.join(KPS2D_KEYS)}")
-    mapping = ORIGINAL_HUMANDATA_137_MAPPING if "humandata_eye_swap" in opts.quirks else HUMANDATA_137_MAPPING
-    npz.rows_of(key2d, n)
-    kp2d = _read_keypoints(npz, key2d, rows, mapping, compressed, min_dim=2)
-    joint_img = np.ones((len(rows), len(mapping), 3), np.float32)  # confidence 1 when the file has none
-    joint_img[:, :, : min(3, kp2d.shape[2])] = kp2d[:, :, :3]
-    joint_cam = None
-    if key3d is not None:
-        npz.rows_of(key3d, n)
-        joint_cam = np.ascontiguousarray(_read_keypoints(npz, key3d, rows, mapping, compressed, min_dim=3)[:, :, :3])
-    joint_valid, mask_key = _dataset_mask(npz, key3d, key2d, mapping)
-    notes = {"compressed": compressed, "3d": key3d, "2d": key2d, "mask": mask_key,
-             "mapping": "original (eyes swapped)" if mapping is ORIGINAL_HUMANDATA_137_MAPPING else "model joint_idx",
-             "mask_valid_ratio": _mask_ratios(npz)}
-    return joint_img, joint_cam, joint_valid, notes
 
 
 def _part_box_columns(npz: NpzReader, n: int, rows: np.ndarray, hw: np.ndarray, ratio: float) -> dict[str, np.ndarray]:

@@ -140,6 +140,63 @@ class NpzReader:
         return out
 
 
+    def iter_rows(self, key: str, rows: np.ndarray, cols: np.ndarray | None = None, block: int = 8192,
+                  depth: int | None = None, chunk_bytes: int = 24 << 20) -> Iterator[np.ndarray]:
+        """:meth:`read_rows` in pieces: yields ``a[rows[p:p + block]][:, cols][..., :depth]`` for p = 0, block,
+        2 block, ..., streaming the member once, so only one block of rows (plus one chunk of the file of about
+        ``chunk_bytes``) is in memory. ``depth`` keeps the first values of the last axis (e.g. x, y, z of x, y, z,
+        confidence) in the same copy."""
+        shape, fortran, dtype = self.header(key)
+        if len(shape) == 0 or shape[0] <= (int(rows[-1]) if len(rows) else -1):
+            raise InputError(f"{self.path}: key '{key}' has shape {shape}, expected one row per sample "
+                             f"(at least {int(rows[-1]) + 1 if len(rows) else 1})")
+        last = slice(None) if depth is None or len(shape) < 3 else slice(0, depth)
+        if dtype.hasobject or fortran or (cols is not None and len(shape) < 2):
+            whole = self.read_rows(key, rows, cols)
+            for p in range(0, len(rows), block):
+                yield whole[p:p + block][..., last] if len(shape) >= 3 else whole[p:p + block]
+            return
+        inner = shape[1:]
+        row_bytes = dtype.itemsize * math.prod(inner)
+        per_chunk = max(1, chunk_bytes // max(row_bytes, 1))
+        with self._reading(key), self._zip.open(self.members[key]) as f:
+            self._read_header(f)
+            pos = 0  # next file row to read
+            for p in range(0, len(rows), block):
+                want = rows[p:p + block]
+                parts = []
+                done = 0
+                while done < len(want):
+                    first = int(want[done])
+                    if first > pos:  # skip rows that are not kept, in chunks
+                        skip = min(first - pos, per_chunk)
+                        if len(f.read(skip * row_bytes)) != skip * row_bytes:
+                            raise EOFError(f"data ends before row {pos + skip}")
+                        pos += skip
+                        continue
+                    count = min(per_chunk, shape[0] - pos, int(want[-1]) - pos + 1)
+                    buf = f.read(count * row_bytes)
+                    if len(buf) != count * row_bytes:
+                        raise EOFError(f"data ends after {pos * row_bytes + len(buf)} bytes")
+                    chunk = np.frombuffer(buf, dtype=dtype).reshape(count, *inner)
+                    stop = done + int(np.searchsorted(want[done:], pos + count))
+                    parts.append(_select(chunk, want[done:stop] - pos, cols, last))
+                    pos, done = pos + count, stop
+                yield parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _select(chunk: np.ndarray, sel: np.ndarray, cols: np.ndarray | None, last: slice) -> np.ndarray:
+    """A new array ``chunk[sel][:, cols][..., last]`` (rows as a strided view when evenly spaced: the sample
+    interval; columns with ``take``, several times faster than one fancy index over rows and columns)."""
+    if len(sel) > 1 and (np.diff(sel) == sel[1] - sel[0]).all():
+        rows = chunk[int(sel[0]):int(sel[-1]) + 1:int(sel[1] - sel[0])]
+    else:
+        rows = chunk[int(sel[0]):int(sel[0]) + 1] if len(sel) == 1 else chunk[sel]
+    if chunk.ndim >= 3:
+        rows = rows[..., last]
+    return rows.take(cols, axis=1) if cols is not None else np.array(rows)
+
+
 def decompress_keypoints(compressed: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Undo HumanData keypoint compression: (N, m, d) kept columns + (K,) 0/1 mask -> (N, K, d), zeros where mask 0."""
     kept = np.flatnonzero(np.asarray(mask) > 0)

@@ -4,12 +4,17 @@
                                            [--sample-interval N] [--bbox-ratio R] [--body-model-dir DIR] [--json]
     python -m main.humandata_tool draw (FILE.npz | --dataset NAME [--data-root DIR]) [--split S] [--num 8]
                                        [--indices I ...] [--crop] [--out DIR] [--body-model-dir DIR]
+    python -m main.humandata_tool cache --config NAME [--testset SET ...] [--no-test] [key=value ...]
 
 ``validate`` reads the file through the training reader (data/humandata.py) and prints its statistics: records,
 keys with shapes, keypoint valid ratios, the parametric fit found, skipped rows and why. ``--name`` selects the
 catalog row (image size, camera, quirks, image root); without it a file named as in the catalog
 (``bedlam_train.npz``) gets its dataset's row, any other file stands alone. Exit code 0 when the file
 gives at least one usable record, 2 with a one-line error otherwise.
+
+``cache`` builds (or checks) the datalist cache of every training set of a config, and of its test set(s), so that
+a training job finds them ready: ``main/slurm_train.sh`` runs it once before ``srun`` starts the ranks. It prints one
+line per dataset (records, built or reused, seconds, cache size) and exits with 2 if any dataset failed.
 
 ``draw`` writes pictures of records (data/draw.py): the original image with the valid keypoints, the boxes and the
 SMPL-X fit projected with the record's camera, or with ``--crop`` the augmented training crop with its targets.
@@ -155,10 +160,44 @@ def draw(args: argparse.Namespace) -> int:
     return 0
 
 
+def cache(args: argparse.Namespace) -> int:
+    import time
+
+    from common.config import load_config
+    from data import cache_sync
+    from data.datasets import load_records, train_set_names
+    from main.test import parse_testset
+
+    cfg = load_config(args.config, args.overrides)
+    jobs = [(name, "train", True) for name in train_set_names(cfg)]
+    if not args.no_test:
+        jobs += [(*parse_testset(item), False) for item in (args.testset or [cfg.data.testset]) if item]
+    failed = []
+    for name, split, train in jobs:
+        start, before = time.perf_counter(), len(cache_sync.BUILT)
+        try:
+            records = load_records(cfg, name, split, train, builder=True)
+        except UserError as err:
+            failed.append(name)
+            print(f"{name:<20} {split:<6} FAILED: {' '.join(str(err).split())}")
+            continue
+        stores = [getattr(p, "store", None) for p in getattr(records, "parts", [records])]
+        size = sum(s.nbytes() for s in stores if s is not None) / 2**20
+        built = len(cache_sync.BUILT) > before
+        state = "built" if built else "reused" if all(s is not None for s in stores) else "NOT CACHED (folder " \
+            "not writable)"
+        print(f"{name:<20} {split:<6} {len(records):>10} records  {time.perf_counter() - start:7.1f} s  "
+              f"{size:9.1f} MB  {state}")
+    if failed:
+        raise InputError(f"{len(failed)} of {len(jobs)} dataset(s) failed: {', '.join(failed)} (see above)")
+    return 0
+
+
 # Sub-commands: name -> (handler, help).
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "validate": (validate, "load a HumanData file through the reader and print its statistics"),
     "draw": (draw, "draw samples with their keypoints, boxes and projected SMPL-X mesh to images"),
+    "cache": (cache, "build the datalist caches of a config's training (and test) sets before training"),
 }
 
 
@@ -188,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draw the augmented training crop with its targets instead of the original image")
     d.add_argument("--out", default="output/draw", help="output folder (default: output/draw)")
     d.add_argument("--body-model-dir", default=None, help="folder holding smplx/ (default: the standard path)")
+    c = sub.add_parser("cache", help=COMMANDS["cache"][1])
+    c.add_argument("--config", required=True, help="config name or file, as for python -m main.train")
+    c.add_argument("--testset", nargs="+", default=None,
+                   help="test set(s) NAME or NAME:split (default: the config's data.testset)")
+    c.add_argument("--no-test", action="store_true", help="training sets only")
+    c.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. paths.data_root=...")
     return p
 
 

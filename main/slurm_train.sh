@@ -16,6 +16,7 @@
 #   GRES            generic resources per node; default gpu:GPUS_PER_NODE; set GRES= (empty) for CPU-only runs
 #   SRUN_ARGS       extra srun flags, e.g. "--quotatype=auto --time=72:00:00"
 #   PYTHON          interpreter; default .venv/bin/python of this checkout
+#   CACHE_STEP      1 (default): build the datalist caches in one task before the ranks start; 0: skip that step
 set -euo pipefail
 if [ $# -lt 3 ]; then
   echo "usage: $0 JOB_NAME NUM_GPUS CONFIG [key=value ...]" >&2
@@ -31,6 +32,21 @@ args=(--job-name="$JOB_NAME" --ntasks="$NUM_GPUS" --ntasks-per-node="$GPUS_PER_N
       --cpus-per-task="$CPUS_PER_TASK" --kill-on-bad-exit=1 --signal=USR1@120)
 [ -n "${PARTITION:-}" ] && args+=(-p "$PARTITION")
 [ -n "$GRES" ] && args+=(--gres="$GRES")
+# Datalist caches: one task builds every missing / stale cache of the config's training sets first
+# (python -m main.humandata_tool cache), so the ranks below only map the finished cache files (one shared copy per
+# node) instead of all waiting for a builder. Without this step local rank 0 of each node builds them while the
+# other ranks wait (data.cache_timeout). Only the key=value overrides are passed on (not main.train's flags).
+if [ "${CACHE_STEP:-1}" != 0 ]; then
+  overrides=()
+  for a in "$@"; do
+    if [[ "$a" == *=* && "$a" != -* ]]; then overrides+=("$a"); fi
+  done
+  cache_args=(--job-name="${JOB_NAME}_cache" --ntasks=1 --cpus-per-task="$CPUS_PER_TASK" --kill-on-bad-exit=1)
+  [ -n "${PARTITION:-}" ] && cache_args+=(-p "$PARTITION")
+  # shellcheck disable=SC2086
+  srun "${cache_args[@]}" ${SRUN_ARGS:-} "$PYTHON" -m main.humandata_tool cache --config "$CONFIG" --no-test \
+    ${overrides[@]+"${overrides[@]}"}
+fi
 # shellcheck disable=SC2086
 exec srun "${args[@]}" ${SRUN_ARGS:-} "$PYTHON" -m main.train --config "$CONFIG" --exp_name "$JOB_NAME" \
   --resume auto "$@"

@@ -86,18 +86,21 @@ def test_entries_are_cached_keyed_and_rebuilt(coco, tmp_path, caplog):
     root, _ = coco
     cache = tmp_path / "cache"
     first = load_own("MSCOCO", "train", data_root=root, cache_dir=cache)
-    files = list(cache.glob("MSCOCO_train_*.pkl"))
-    assert len(files) == 1
+    stores = list(cache.glob("MSCOCO_train_*.cols"))
+    assert len(stores) == 1
     with caplog.at_level(logging.INFO, logger="data.formats"):
         again = load_own("MSCOCO", "train", data_root=root, cache_dir=cache)
     assert "from cache" in caplog.text and len(again) == len(first)
     for a, b in zip(first.entries, again.entries):
         np.testing.assert_array_equal(a["joint_img"], b["joint_img"])
         assert (a["smplx_param"] is None) == (b["smplx_param"] is None)
+    assert not list(cache.rglob("*.pkl"))  # columns only
     # other options -> another cache; a changed annotation file -> rebuilt; a damaged cache -> rebuilt
     load_own("MSCOCO", "train", data_root=root, cache_dir=cache, sample_interval=2)
-    assert len(list(cache.glob("MSCOCO_train_*.pkl"))) == 2
-    files[0].write_bytes(b"garbage")
+    assert len(list(cache.glob("MSCOCO_train_*.cols"))) == 2
+    column = sorted(stores[0].glob("*.npy"))[-1]
+    (tmp_path / "garbage").write_bytes(b"garbage")
+    os.replace(tmp_path / "garbage", column)  # a new file: the mapped one stays valid for `first` and `again`
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="data.formats"):
         assert len(load_own("MSCOCO", "train", data_root=root, cache_dir=cache)) == len(first)

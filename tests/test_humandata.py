@@ -466,36 +466,39 @@ def test_cache_round_trip_and_invalidation(tmp_path, monkeypatch):
     cache_dir = tmp_path / "cache"
     kw = dict(name="Test", img_dir=tmp_path / "images", cache_dir=cache_dir)
     built = hd_cache.load_or_build(annot, **kw)
-    files = list(cache_dir.glob("*.npz"))
-    assert len(files) == 1 and files[0].name.startswith("Test_train_c_")
+    stores = list(cache_dir.glob("*.cols"))
+    assert len(stores) == 1 and stores[0].name.startswith("Test_train_c_")
     calls = []
-    real = hd_cache.read_records
-    monkeypatch.setattr(hd_cache, "read_records", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = hd_cache.scan_humandata
+    monkeypatch.setattr(hd_cache, "scan_humandata", lambda *a, **k: calls.append(1) or real(*a, **k))
     cached = hd_cache.load_or_build(annot, **kw)
     assert calls == [] and len(cached) == len(built) == 6
+    direct = hd_cache.load_or_build(annot, **kw, use_cache=False)
     for i in range(6):
-        assert entries_equal(cached.entry(i), built.entry(i))
-    assert cached.stats() == built.stats()
-    with np.load(files[0], allow_pickle=False) as z:  # plain arrays only, no pickled entries
-        assert "joint_img" in z.files and z["joint_img"].shape == (6, 137, 3)
+        assert entries_equal(cached.entry(i), built.entry(i)) and entries_equal(cached.entry(i), direct.entry(i))
+    assert cached.stats() == built.stats() == direct.stats()
+    # plain .npy columns, opened without pickle
+    assert np.load(next(stores[0].glob("*_joint_img.npy")), allow_pickle=False).shape == (6, 137, 3)
     # a new image root re-roots the paths without a rebuild
     moved = hd_cache.load_or_build(annot, **{**kw, "img_dir": tmp_path / "elsewhere"})
     assert calls == [] and moved.entry(0)["img_path"].startswith(str(tmp_path / "elsewhere"))
     # a different bbox_ratio is a different cache
     other = hd_cache.load_or_build(annot, **kw, bbox_ratio=1.5)
     assert calls == [1] and not np.array_equal(other.entry(0)["bbox"], built.entry(0)["bbox"])
-    assert len(list(cache_dir.glob("*.npz"))) == 2
-    # a changed annotation file invalidates its cache (and overwrites it)
+    assert len(list(cache_dir.glob("*.cols"))) == 2
+    # a changed annotation file invalidates its cache (and replaces it)
     d2 = make_humandata(6, seed=7)
     save(annot, d2)
     os.utime(annot, ns=(annot.stat().st_atime_ns, annot.stat().st_mtime_ns + 10**9))
     fresh = hd_cache.load_or_build(annot, **kw)
-    assert calls == [1, 1] and len(list(cache_dir.glob("*.npz"))) == 2
+    assert calls == [1, 1] and len(list(cache_dir.glob("*.cols"))) == 2
     ref = process_bbox(d2["bbox_xywh"][0, :4], W, H, aspect_ratio=0.75, ratio=1.2 * 0.833)
     np.testing.assert_array_equal(fresh.entry(0)["bbox"], ref)
-    # a corrupt cache is rebuilt
-    files = sorted(cache_dir.glob("*.npz"), key=lambda p: p.stat().st_mtime_ns)
-    files[-1].write_bytes(files[-1].read_bytes()[:100])
+    # a damaged cache is rebuilt
+    stores = sorted(cache_dir.glob("*.cols"), key=lambda p: (p / "COMPLETE").stat().st_mtime_ns)
+    column = next(stores[-1].glob("*_joint_img.npy"))
+    (tmp_path / "cut.npy").write_bytes(column.read_bytes()[:100])
+    os.replace(tmp_path / "cut.npy", column)  # a new file: truncating the mapped one in place would crash `fresh`
     again = hd_cache.load_or_build(annot, **kw)
     assert calls == [1, 1, 1] and entries_equal(again.entry(3), fresh.entry(3))
     assert hd_cache.load_or_build(annot, **kw) is not None and calls == [1, 1, 1]
@@ -513,7 +516,7 @@ def test_load_dataset_concatenates_files(tmp_path):
     assert [ds.entry(i)["index"] for i in range(6)] == [0, 5, 0, 5, 0, 5]
     assert ds.entry(2)["img_path"] == str(root / "MPI_INF_3DHP" / "seq_0/frame_00000.jpg")
     assert ds.entry(5)["joint_img"][0, 0] == KEY_OFFSET["keypoints2d_smplx"] + 5000  # third file, row 5
-    assert len(list((root / "cache").glob("MPI_INF_3DHP_train_*.npz"))) == 3
+    assert len(list((root / "cache").glob("MPI_INF_3DHP_train_*.cols"))) == 3
     with pytest.raises(ConfigError, match="own loader"):
         hd_cache.load_dataset("MSCOCO", data_root=root)
 

@@ -106,6 +106,13 @@ def get_world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def get_local_rank() -> int:
+    """Rank of this process on its node: torchrun's LOCAL_RANK, else SLURM_LOCALID, else 0 (one process)."""
+    env = os.environ
+    value = env.get("LOCAL_RANK", env.get("SLURM_LOCALID", "0"))
+    return int(value) if value.strip().isdigit() else 0
+
+
 def is_main_process() -> bool:
     return get_rank() == 0
 

@@ -18,14 +18,17 @@ import hashlib
 import importlib
 import json
 import logging
-import pickle
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common.errors import ConfigError
 from data.formats.base import EntryRecords, EvalContext
 
+if TYPE_CHECKING:
+    from data.entry_columns import EntryColumns
+
 log = logging.getLogger(__name__)
-CACHE_FORMAT = 1  # bump when EntryRecords' layout changes
+CACHE_FORMAT = 2  # bump when the cached entries change meaning (1: pickled EntryRecords)
 
 # catalog name -> module under data/formats/
 MODULES: dict[str, str] = {
@@ -52,69 +55,76 @@ def _module(name: str):
 
 def load_own(name: str, split: str, *, data_root: str | Path | None = None, sample_interval: int | None = None,
              bbox_ratio: float = 1.2, body_model_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-             use_cache: bool = True) -> EntryRecords:
+             use_cache: bool = True, builder: bool | None = None, timeout: float | None = None
+             ) -> EntryColumns | EntryRecords:
     """The ``split`` of own-format dataset ``name`` (catalog spelling) as datalist entries.
 
-    ``sample_interval`` defaults to the catalog's interval of the split. The entries are cached in
-    ``<data_root>/cache/`` (or ``cache_dir``), keyed by the annotation files (path, size, modification time), the
-    options and the loaders' source, written atomically; a stale or unreadable cache is rebuilt. (Parsing the
-    COCO-WholeBody json alone takes minutes.) The cache is a pickle written by this code: keep the data folder
-    writable only by people you trust, as for the annotation files themselves.
+    ``sample_interval`` defaults to the catalog's interval of the split. The entries are cached as a mapped column
+    store (data/entry_columns.py, no pickles) in ``<data_root>/cache/<name>_<split>_<options digest>.cols``
+    (or under ``cache_dir``), keyed by the annotation files (path, size, modification time), the options and the
+    loaders' source; a stale, half-written or damaged cache is rebuilt by the node's builder (``builder`` None:
+    local rank 0) while the other ranks wait up to ``timeout`` s (data/cache_sync.py). Parsing the COCO-WholeBody
+    json alone takes minutes. Returns :class:`data.entry_columns.EntryColumns` (or the loader's
+    :class:`EntryRecords` when ``use_cache`` is False or the cache folder is not writable).
     """
     from common.paths import DATASET_DIR
+    from data.cache_sync import open_or_build
     from data.catalog import get_spec, resolve_files
+    from data.colstore import ColumnStore, StoreWriter
+    from data.entry_columns import EntryColumns, encode_entries
 
     spec = get_spec(name)
     interval = spec.interval(split) if sample_interval is None else int(sample_interval)
     files = resolve_files(spec, split, data_root)  # names every missing file before anything is read
+    module = _module(name)  # also registers the module's entry functions before a cache is opened
 
-    def build() -> EntryRecords:
-        return _module(name).load(spec, split, data_root=data_root, sample_interval=interval, bbox_ratio=bbox_ratio,
-                                  body_model_dir=body_model_dir)
+    def load() -> EntryRecords:
+        return module.load(spec, split, data_root=data_root, sample_interval=interval, bbox_ratio=bbox_ratio,
+                           body_model_dir=body_model_dir)
 
     if not use_cache:
-        return build()
+        return load()
     root = Path(DATASET_DIR if data_root is None else data_root)
     folder = Path(cache_dir) if cache_dir is not None else root / "cache"
     key = _cache_key(spec.name, split, interval, bbox_ratio, files)
-    path = folder / f"{spec.name}_{split}_{key[:16]}.pkl"
-    records = _read_cache(path, key)
-    if records is not None:
-        log.info("%s %s: %d records from cache %s", spec.name, split, len(records), path)
-        return records
-    records = build()
-    try:
-        from common.utils.io import atomic_open
+    options = hashlib.sha256(json.dumps([spec.name, split, interval, bbox_ratio,
+                                         [str(f.absolute()) for f in files]]).encode()).hexdigest()[:12]
+    path = folder / f"{spec.name}_{split}_{options}.cols"
 
-        with atomic_open(path, "wb") as f:
-            pickle.dump({"key": key, "records": records}, f, protocol=pickle.HIGHEST_PROTOCOL)
-    except (OSError, pickle.PicklingError) as err:  # a read-only data folder must not stop training
-        log.warning("cannot write datalist cache %s (%s); continuing without it", path, err)
+    built = []
+
+    def build():
+        built.append(True)
+        records = load()
+        try:
+            with StoreWriter(path, key) as writer:
+                writer.commit(encode_entries(records, writer))
+            store = ColumnStore.open(path, key)
+        except OSError as err:  # a read-only data folder must not stop training
+            log.warning("cannot write datalist cache %s (%s); continuing without it", path, err)
+            return records
+        return EntryColumns(store) if store is not None else records
+
+    records = open_or_build(path, key, build, EntryColumns, builder=builder, timeout=timeout)
+    log.info("%s %s: %d records %s cache %s", spec.name, split, len(records), "built into" if built else "from",
+             path)
     return records
 
 
 def _cache_key(name: str, split: str, interval: int, bbox_ratio: float, files: list[Path]) -> str:
-    h = hashlib.sha256(json.dumps([name, split, interval, bbox_ratio, CACHE_FORMAT]).encode())
+    from data.colstore import STORE_FORMAT
+    from data.entry_columns import ENTRY_FORMAT
+
+    h = hashlib.sha256(json.dumps([name, split, interval, bbox_ratio, CACHE_FORMAT, STORE_FORMAT,
+                                   ENTRY_FORMAT]).encode())
     for f in files:
         st = f.stat()
         h.update(f"{f.absolute()}|{st.st_size}|{st.st_mtime_ns}".encode())
-    for src in sorted(Path(__file__).parent.glob("*.py")):  # any loader change invalidates the caches
+    folder = Path(__file__).parent
+    sources = [*sorted(folder.glob("*.py")), folder.parent / "entry_columns.py", folder.parent / "colstore.py"]
+    for src in sources:  # any loader or cache-code change invalidates the caches
         h.update(src.read_bytes())
     return h.hexdigest()
-
-
-def _read_cache(path: Path, key: str) -> EntryRecords | None:
-    if not path.is_file():
-        return None
-    try:
-        with open(path, "rb") as f:
-            obj = pickle.load(f)
-        if obj.get("key") == key and isinstance(obj.get("records"), EntryRecords):
-            return obj["records"]
-        log.info("datalist cache %s is stale; rebuilding it", path)
-    except Exception as err:  # noqa: BLE001 -- any unreadable cache is simply rebuilt
-        log.warning("datalist cache %s is unreadable (%s: %s); rebuilding it", path, type(err).__name__, err)
-    return None
 
 
 def evaluator_for(name: str, split: str, ctx: EvalContext):

@@ -41,7 +41,7 @@ from common.evaluation.agora import AGORA_RESOLUTION, SubmissionWriter
 from common.utils.image import sanitize_bbox
 from common.utils.safe_pickle import safe_load
 from data.catalog import DatasetSpec, resolve_files, resolve_img_dir
-from data.formats.base import EntryRecords, EvalContext, LazyArray, read_coco, read_json
+from data.formats.base import EntryRecords, EvalContext, LazyArray, entry_function, read_coco, read_json
 
 _F = ("Index", "Middle", "Pinky", "Ring", "Thumb")
 AGORA_NAMES: tuple[str, ...] = (
@@ -59,6 +59,7 @@ VIRTUAL_FOCAL, VIRTUAL_PRINCPT = (5000.0, 5000.0), (96.0, 128.0)  # the network'
 INPUT_BODY_SHAPE, INPUT_IMG_SHAPE = (256, 192), (512, 384)
 
 
+@entry_function
 def read_verts_json(path: str) -> np.ndarray:
     """(10475, 3) float32 GT vertices (m) of one person."""
     v = np.asarray(read_json(Path(path), "AGORA"), np.float32).reshape(-1, 3)
@@ -168,6 +169,7 @@ def load(spec: DatasetSpec, split: str, *, data_root=None, sample_interval: int 
     return EntryRecords(spec.name, split, entries, skipped, {"file": str(annot_path)})
 
 
+@entry_function
 def expand_train_entry(entry: dict[str, Any]) -> dict[str, Any]:
     """A training entry completed from its person's files: 127 AGORA joints (2D: 4K px -> crop px through the crop
     affine; 3D: m) mapped into the 137 set by name, and the SMPL-X parameters."""

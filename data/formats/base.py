@@ -44,11 +44,32 @@ def read_coco(path: str | Path, dataset: str) -> tuple[dict[int, dict[str, Any]]
                          f"({type(err).__name__}: {err}); download {dataset} again") from err
 
 
+# Functions an entry may hold (``expand``, LazyArray readers), by "module:qualname". The datalist cache stores the
+# name and looks it up here on load, so a cache file can only refer to code of this project's loaders.
+ENTRY_FUNCTIONS: dict[str, Callable[..., Any]] = {}
+
+
+def entry_function(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: register a module-level function that datalist entries may hold (see :data:`ENTRY_FUNCTIONS`)."""
+    ENTRY_FUNCTIONS[f"{fn.__module__}:{fn.__qualname__}"] = fn
+    return fn
+
+
+def function_name(fn: Callable[..., Any], where: str = "") -> str:
+    """The registered name of ``fn``; TypeError if it was not registered with :func:`entry_function`."""
+    name = f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}"
+    if ENTRY_FUNCTIONS.get(name) is not fn:
+        raise TypeError(f"{where or 'entry'}: function {name} is not registered; decorate it with @entry_function "
+                        "(data/formats/base.py) so that the datalist cache can refer to it by name")
+    return name
+
+
 @dataclass(frozen=True)
 class LazyArray:
     """An array read when a sample is built (in a data-loader worker), not when the dataset is listed.
 
-    ``reader(path, *args)`` must be a module-level function (entries are pickled to worker processes).
+    ``reader(path, *args)`` must be a module-level function registered with :func:`entry_function` (the datalist
+    cache stores its name).
     """
 
     reader: Callable[..., np.ndarray]

@@ -28,7 +28,7 @@ from common.body_model import joint_sets as js
 from common.errors import InputError
 from common.utils.image import process_bbox
 from data.catalog import DatasetSpec, resolve_files, resolve_img_dir
-from data.formats.base import EntryRecords, LazyArray, read_coco
+from data.formats.base import EntryRecords, LazyArray, entry_function, read_coco
 
 EHF_ROTVEC = (-2.98747896, 0.01172457, -0.05704687)  # scanner -> camera frame, axis-angle (rad)
 BOX_KEYS = ("body_bbox", "lefthand_bbox", "righthand_bbox", "face_bbox")
@@ -106,6 +106,7 @@ def read_ply_vertices(path: str | Path) -> np.ndarray:
     return out.astype(np.float32)
 
 
+@entry_function
 def read_ehf_mesh(path: str | Path) -> np.ndarray:
     """(10475, 3) float32 GT mesh of one frame in the camera frame (metres): ``R @ v`` of the PLY vertices."""
     v = read_ply_vertices(path)
