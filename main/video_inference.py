@@ -84,12 +84,12 @@ log = logging.getLogger("smplerx.video_inference")
 
 # detector key frames at most this many frames apart by default (chosen by measurement: docs/benchmarks.md);
 # given boxes and the whole frame cost nothing to "detect", so they are used on every frame
-DEFAULT_DETECT_EVERY = 8
+DEFAULT_DETECT_EVERY = 16
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from common.engine.detector import DEFAULT_DETECTOR, DETECTOR_ARCHS
+    from common.engine.detector import DEFAULT_DETECTOR, DEFAULT_DETECTOR_SIZE, DEFAULT_PROPOSALS, DETECTOR_ARCHS
 
     p = argparse.ArgumentParser(prog="python -m main.video_inference", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,10 +104,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--detector-model", default=DEFAULT_DETECTOR, choices=tuple(DETECTOR_ARCHS),
                    help=f"torchvision detector (default {DEFAULT_DETECTOR}; fasterrcnn_resnet50_fpn is the "
                         "original's architecture, ~20x slower on a CPU)")
+    p.add_argument("--detector-size", type=int, default=DEFAULT_DETECTOR_SIZE, metavar="PX",
+                   help=f"shorter side the detector sees (default {DEFAULT_DETECTOR_SIZE}; torchvision's R-CNNs use "
+                        "800: raise it for small, distant people)")
+    p.add_argument("--detector-proposals", type=int, default=DEFAULT_PROPOSALS, metavar="N",
+                   help=f"R-CNN region proposals per frame (default {DEFAULT_PROPOSALS}; torchvision's 1000: raise it "
+                        "for crowds)")
     p.add_argument("--detect-every", type=int, default=None, metavar="N",
                    help=f"run the detector on key frames at most N frames apart and interpolate the boxes between "
                         f"(more key frames where people enter, leave or move fast); 1 = every frame (default "
                         f"{DEFAULT_DETECT_EVERY} with the torchvision detector, 1 with --boxes / whole)")
+    p.add_argument("--detect-iou", type=float, default=0.5, metavar="IOU",
+                   help="IoU a person's boxes on two key frames need for the frames between to be interpolated "
+                        "(lower: fewer detector runs, rougher boxes; default 0.5)")
     p.add_argument("--boxes", default=None, metavar="JSON",
                    help='boxes per frame index: {"0": [[x, y, w, h, score?], ...], ...} (px)')
     p.add_argument("--bbox_thr", "--bbox-thr", type=float, default=50.0,
@@ -138,6 +147,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--batch-size must be >= 1")
     if args.detect_every is not None and args.detect_every < 1:
         p.error("--detect-every must be >= 1 (1 = every frame)")
+    if not 0.0 < args.detect_iou <= 1.0:
+        p.error("--detect-iou must be in (0, 1]")
+    if args.detector_size < 64:
+        p.error("--detector-size must be at least 64 px")
+    if args.detector_proposals < 1:
+        p.error("--detector-proposals must be >= 1")
     if args.scene_focal is not None and not args.scene_focal > 0:
         p.error("--scene-focal must be > 0 px")
     if args.smooth:
@@ -157,7 +172,8 @@ def options(args: argparse.Namespace) -> VideoOptions:
     """The pipeline's options from the parsed arguments."""
     return VideoOptions(score_thr=args.score_thr, iou_thr=args.iou_thr, bbox_thr=args.bbox_thr,
                         multi_person=args.multi_person, track=args.track, smooth=args.smooth,
-                        detect_every=args.detect_every, batch_size=args.batch_size, render=not args.no_render,
+                        detect_every=args.detect_every, detect_iou=args.detect_iou, batch_size=args.batch_size,
+                        render=not args.no_render,
                         show_verts=args.show_verts, show_bbox=args.show_bbox, save_frames=args.save_frames,
                         save_mesh=args.save_mesh, glb=args.glb, animation=not args.no_animation,
                         scene_focal=args.scene_focal, fps=args.fps, progress=not args.no_progress)
@@ -171,7 +187,8 @@ def make_detector(args: argparse.Namespace) -> Any:
         return BoxesFileDetector(args.boxes)
     if args.detector == "whole":
         return WholeFrameDetector()
-    return TorchvisionDetector(arch=args.detector_model, device=str(args.device))
+    return TorchvisionDetector(arch=args.detector_model, device=str(args.device), min_size=args.detector_size,
+                               proposals=args.detector_proposals)
 
 
 def _stem(path: Path) -> str:
@@ -200,6 +217,7 @@ def run(args: argparse.Namespace) -> RunReport:
     from common.video.network import NetworkStage
     from common.video.pipeline import VideoPipeline
     from common.video.producer import FrameSource
+    from common.video.report import compute_lock
     from common.video.writers import OutputWriter
 
     if args.threads:
@@ -227,9 +245,10 @@ def run(args: argparse.Namespace) -> RunReport:
     fps = float(args.fps or reader.info.fps or DEFAULT_IMAGE_FPS)
     writer = OutputWriter(opts, report, Path(args.input), _stem(Path(args.input)), kind,
                           np.asarray(model.body_model.faces), fps, body_model_dir(cfg))
-    source = FrameSource(reader, detector, predictor, opts, report)
+    lock = compute_lock(device.type)  # the detector and the network take turns on a CPU
+    source = FrameSource(reader, detector, predictor, opts, report, lock)
     total = reader.estimated_length() if kind != "image" else 1
-    VideoPipeline(source, NetworkStage(model, predictor, opts, report.timers), writer, report,
+    VideoPipeline(source, NetworkStage(model, predictor, opts, report.timers, lock), writer, report,
                   queue_size=args.batch_size + 2, progress_total=total).run()
     if report.frames == 0 and not report.input_problem and report.error is None:
         report.input_problem = (f"no frame decoded between --start {args.start} s and --end {args.end} s of "

@@ -241,6 +241,13 @@ DETECTOR_ARCHS: dict[str, tuple[str, bool, int]] = {
     "keypointrcnn_resnet50_fpn": ("box_score_thresh", True, 1),
 }
 DEFAULT_DETECTOR = "fasterrcnn_mobilenet_v3_large_fpn"  # chosen by measurement: docs/benchmarks.md
+# The video pipeline's detector settings (chosen by measurement, docs/benchmarks.md): together ~3x cheaper on a CPU
+# than torchvision's (800 px, 1000 proposals). People worth a SMPL-X estimate are large in the frame (the size rule
+# drops boxes under 50 x 150 px); raise the size for small, distant people.
+DEFAULT_DETECTOR_SIZE = 448  # px, shorter side of the detector's input (torchvision's R-CNNs use 800)
+DEFAULT_PROPOSALS = 200  # R-CNN region proposals per image before and after the RPN's NMS (torchvision: 1000 /
+# 1000 on 5 FPN levels): the box head's cost scales with them, and a frame holds a few people, not hundreds of
+# objects (torchvision's own 320 px MobileNet model keeps 150)
 
 
 class TorchvisionDetector(Detector):
@@ -257,6 +264,8 @@ class TorchvisionDetector(Detector):
             None keeps the architecture's own (800 / 1333 for the R-CNNs, 320 for the *_320 models).
         box_score_thresh: the network's own output threshold (0.05 as mmdet's test config; filter further with
             :func:`postprocess`).
+        proposals: R-CNN region proposals per FPN level before the RPN's NMS and per image after it (None:
+            torchvision's 1000 / 1000).
 
     Weights are found (or fetched) before the network is built, so a missing file fails fast with instructions;
     they are read with ``torch.load(weights_only=True)``.
@@ -264,7 +273,7 @@ class TorchvisionDetector(Detector):
 
     def __init__(self, weights: str | Path | None = None, arch: str = DEFAULT_DETECTOR, device: str = "cpu",
                  batch_size: int = 4, min_size: int | None = None, max_size: int | None = None,
-                 box_score_thresh: float = 0.05):
+                 box_score_thresh: float = 0.05, proposals: int | None = None):
         import torch
 
         from common.engine.weights import detector_weights_info, resolve_detector_weights
@@ -284,6 +293,8 @@ class TorchvisionDetector(Detector):
         kwargs: dict[str, Any] = {thresh_key: box_score_thresh}
         if resizable:
             kwargs.update({k: v for k, v in (("min_size", min_size), ("max_size", max_size)) if v is not None})
+        if proposals is not None and thresh_key == "box_score_thresh":  # the R-CNN family
+            kwargs["rpn_pre_nms_top_n_test"] = kwargs["rpn_post_nms_top_n_test"] = int(proposals)
         num_classes = 2 if arch.startswith("keypointrcnn") else 91
         # weights=None / weights_backbone=None: build the bare network, never touch the network (no download)
         self.model = getattr(tvd, arch)(weights=None, weights_backbone=None, num_classes=num_classes, **kwargs)

@@ -8,6 +8,7 @@ the network always runs full batches until the end of the input.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any
 
@@ -24,8 +25,9 @@ SMOOTH_FORGET = 30  # frames after which a gone track's filter is dropped
 class NetworkStage:
     """Batched prediction (:class:`common.engine.predictor.Predictor` conversions), smoothing, scene placement."""
 
-    def __init__(self, model: Any, predictor: Any, opts: VideoOptions, timers: StageTimers):
+    def __init__(self, model: Any, predictor: Any, opts: VideoOptions, timers: StageTimers, lock: Any = None):
         self.model, self.predictor, self.opts, self.timers = model, predictor, opts, timers
+        self.lock = lock if lock is not None else contextlib.nullcontext()  # see report.compute_lock
         self.pending: list[FrameJob] = []
         self.waiting: list[PendingPerson] = []  # crops not yet predicted, in frame order
         self.smoother = None
@@ -65,7 +67,7 @@ class NetworkStage:
         import torch
 
         pred = self.predictor
-        with self.timers("network"):
+        with self.lock, self.timers("network"):
             batch = torch.from_numpy(np.stack([p.crop for p in people])).to(pred.device)
             with torch.no_grad(), torch.autocast(pred.device.type, dtype=torch.bfloat16, enabled=pred.bf16):
                 out = self.model(batch)

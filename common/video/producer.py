@@ -9,6 +9,7 @@ skipped and counted). Boxes cut by the frame border are clipped later by the cro
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -55,9 +56,11 @@ class FrameSource:
     :class:`common.engine.detector.Detector`; ``predictor``: the :class:`common.engine.predictor.Predictor` whose
     ``crop`` cuts the network input. Times go to ``report.timers`` (decode, detect, crop)."""
 
-    def __init__(self, reader: Any, detector: Any, predictor: Any, opts: VideoOptions, report: RunReport):
+    def __init__(self, reader: Any, detector: Any, predictor: Any, opts: VideoOptions, report: RunReport,
+                 lock: Any = None):
         self.reader, self.detector, self.predictor, self.opts, self.report = reader, detector, predictor, opts, report
         self.timers = report.timers
+        self.lock = lock if lock is not None else contextlib.nullcontext()  # see report.compute_lock
         self.schedule = DetectionSchedule(self._detect, self._select, every=opts.detect_every,
                                           min_iou=opts.detect_iou)
         self.tracker = None
@@ -77,7 +80,7 @@ class FrameSource:
             yield frame
 
     def _detect(self, frames: list[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
-        with self.timers("detect"):
+        with self.lock, self.timers("detect"):
             return self.detector.detect_batch([f.rgb for f in frames], [f.index for f in frames])
 
     def _select(self, boxes: np.ndarray, scores: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -75,6 +75,13 @@ class FrameJob:
         return all(p.result is not None for p in self.people)
 
 
+def compute_lock(device_type: str) -> Any:
+    """What the detector and the network hold while they compute: on the CPU one lock, so they take turns instead of
+    running two multi-threaded kernels on the same cores (oversubscribed, both ran ~2x slower: docs/benchmarks.md);
+    on a GPU nothing (they overlap on the device)."""
+    return threading.Lock() if device_type == "cpu" else contextlib.nullcontext()
+
+
 class StageTimers:
     """Thread-safe busy time per pipeline stage: ``with timers('network'): ...``; :meth:`seconds` reads them back.
 
