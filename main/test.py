@@ -38,6 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--output", default=None, help="result folder (default: output/test_<name>_ep<N>_<set>_<time>)")
     p.add_argument("--body-model-dir", default=None, help="folder holding smplx/ (default: the checkpoint's)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+                   help="fp32 (default, the benchmark numbers), bf16 or int8 (faster; see docs/benchmarks.md)")
     p.add_argument("--batch-size", type=int, default=None, help="default: test.batch_size of the config")
     p.add_argument("--vis", action="store_true", help="also save each sample's predicted parameters")
     p.add_argument("--sample-interval", type=int, default=None,
@@ -104,14 +106,14 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     from common.engine.evaluator import mpe
     from common.engine.predictor import load_model, resolve_device
     from common.nets import body_model_dir
-    from common.utils.dist import all_gather_object, init_distributed
+    from common.utils.dist import all_gather_object, barrier, init_distributed
     from common.utils.io import atomic_open, check_output_dir
 
     dist = init_distributed(device=args.device)
     ckpt = resolve_checkpoint(args)
     check_output_dir(args.output or paths.OUTPUT_DIR)  # before the model loads: a bad folder costs nothing
     device = dist.device if dist.world_size > 1 else resolve_device(args.device)
-    model, cfg = load_model(ckpt, None, tuple(args.overrides), args.body_model_dir, device)
+    model, cfg = load_model(ckpt, None, tuple(args.overrides), args.body_model_dir, device, args.precision)
     assets = load_eval_assets(body_model_dir(cfg))
     epoch = ckpt.name.split("_")[1].split(".")[0] if ckpt.name.startswith("snapshot_") else "x"
     stamp = all_gather_object(time.strftime("%Y%m%d_%H%M%S"))[0]  # every rank uses rank 0's folder names
@@ -139,6 +141,9 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             with atomic_open(Path(args.output) / "summary.json", "w") as f:
                 json.dump({"checkpoint": str(ckpt), "results": results, "mpe": value, "failed": failed}, f, indent=2)
             print(f"summary: {Path(args.output) / 'summary.json'}")
+    # every rank leaves together: under srun --kill-on-bad-exit a rank exiting with the error code first would get
+    # rank 0 killed while it still writes the summary
+    barrier()
     if failed:
         raise UserError(f"{len(failed)} of {len(args.testset)} test set(s) failed: " +
                         "; ".join(f"{k}: {v.splitlines()[0]}" for k, v in failed.items()))
