@@ -44,7 +44,10 @@ def add_model_arguments(p: argparse.ArgumentParser, input_help: str) -> None:
     p.add_argument("--config", default=None,
                    help="config name or file (default: the checkpoint's own, or its size detected from the weights)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA); changes outputs slightly")
+    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+                   help="fp32 (default, exact), bf16 (CPU with AVX-512 BF16, or CUDA) or int8 (CPU): faster, outputs "
+                        "differ slightly (measured in docs/benchmarks.md)")
+    p.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help=argparse.SUPPRESS)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -81,8 +84,9 @@ def run(args: argparse.Namespace) -> list[Path]:
         check_person_box(box, w, h)
     check_output_dir(args.output, ("smplx", "meta", "mesh", "img"))
     device = resolve_device(args.device)
-    model, cfg = load_model(args.ckpt, args.config, tuple(args.overrides), args.body_model_dir, device)
-    results = Predictor(model, cfg, bf16=args.bf16)(image, boxes)
+    model, cfg = load_model(args.ckpt, args.config, tuple(args.overrides), args.body_model_dir, device,
+                            args.precision)
+    results = Predictor(model, cfg)(image, boxes)
     return write_results(Path(args.output), Path(args.input), image, results, model.body_model.faces,
                          vis=not args.no_vis)
 

@@ -229,8 +229,9 @@ def run(args: argparse.Namespace) -> RunReport:
     out = Path(args.output)
     check_output_dir(out, ("smplx", "meta", "mesh", "glb", "img", "bvh"))  # before the model loads
     t0 = time.perf_counter()
-    model, cfg = load_model(args.ckpt, args.config, tuple(args.overrides), args.body_model_dir, device)
-    predictor = Predictor(model, cfg, batch_size=args.batch_size, bf16=args.bf16)
+    model, cfg = load_model(args.ckpt, args.config, tuple(args.overrides), args.body_model_dir, device,
+                            args.precision)
+    predictor = Predictor(model, cfg, batch_size=args.batch_size)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:

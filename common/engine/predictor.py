@@ -37,14 +37,15 @@ def resolve_device(name: str | None) -> torch.device:
 
 
 def load_model(ckpt_path: str | Path, config: str | Path | None = None, overrides: tuple[str, ...] = (),
-               body_model_dir: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[SMPLerX, Config]:
+               body_model_dir: str | Path | None = None, device: str | torch.device = "cpu",
+               precision: str = "fp32") -> tuple[SMPLerX, Config]:
     """Build SMPLer-X for inference from a checkpoint and load its weights strictly.
 
     ``ckpt_path``: a file, or a released checkpoint's name (``smpler_x_s32`` ...: ``pretrained_models/`` or the
     Hugging Face cache, see :mod:`common.engine.weights`). The file is memory-mapped: only the network's tensors are
     read (the released files also hold the optimiser state). Config precedence: ``config`` file if given; else the
     config saved in the checkpoint; else the defaults with the encoder size detected from the weights (the released
-    checkpoints carry no config).
+    checkpoints carry no config). ``precision``: 'fp32' (exact), 'bf16' or 'int8' (:mod:`common.nets.precision`).
     """
     from common.engine.weights import resolve_checkpoint
 
@@ -72,6 +73,9 @@ def load_model(ckpt_path: str | Path, config: str | Path | None = None, override
 
     model.attach_body_model(SMPLXLayer(bm_dir(cfg), gender="neutral"))
     model.eval().to(device)
+    from common.nets.precision import set_precision
+
+    set_precision(model, precision)
     return model, cfg
 
 
@@ -98,13 +102,11 @@ PARAM_SHAPES = {"global_orient": (1, 3), "body_pose": (21, 3), "left_hand_pose":
 class Predictor:
     """``Predictor(model, cfg)(image, boxes) -> list[PersonResult]``; image float32 RGB (H, W, 3) in [0, 255]."""
 
-    def __init__(self, model: SMPLerX, cfg: Config, batch_size: int = 8, bbox_ratio: float = INFERENCE_BBOX_RATIO,
-                 bf16: bool = False):
+    def __init__(self, model: SMPLerX, cfg: Config, batch_size: int = 8, bbox_ratio: float = INFERENCE_BBOX_RATIO):
         self.model = model
         self.cfg = cfg
         self.batch_size = batch_size
         self.bbox_ratio = bbox_ratio
-        self.bf16 = bf16
         self.device = next(model.parameters()).device
 
     def crop(self, image: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
@@ -127,8 +129,7 @@ class Predictor:
         results: list[PersonResult] = []
         for start in range(0, len(crops), self.batch_size):
             batch = torch.from_numpy(np.stack(crops[start: start + self.batch_size])).float().to(self.device)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                out = self.model(batch)
+            out = self.model(batch)  # in the model's precision (common.nets.precision)
             outs = {k: v.float().cpu().numpy() for k, v in out.to_dict().items()}
             for i in range(batch.shape[0]):
                 j = start + i

@@ -146,7 +146,16 @@ class SMPLerX(nn.Module):
         t_z = self.cam_depth_scale * torch.sigmoid(cam_param[:, 2])
         return torch.cat((cam_param[:, :2], t_z[:, None]), 1)
 
+    autocast_dtype: torch.dtype | None = None  # set by common.nets.precision.set_precision ('bf16' on CUDA)
+
     def forward(self, img: torch.Tensor) -> SMPLerXOutput:
+        """Test / train forward of a (B, 3, 512, 384) crop batch in [0, 1] (see :class:`SMPLerXOutput`)."""
+        if self.autocast_dtype is not None and not torch.is_autocast_enabled(img.device.type):
+            with torch.autocast(img.device.type, dtype=self.autocast_dtype):
+                return self._forward(img)
+        return self._forward(img)
+
+    def _forward(self, img: torch.Tensor) -> SMPLerXOutput:
         cfg = self.cfg
         b = img.shape[0]
         ih, iw = cfg.input_body_shape

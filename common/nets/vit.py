@@ -66,11 +66,15 @@ class Mlp(nn.Module):
         self.fc2 = Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.fc1(x, activation="gelu"))  # exact (erf) GELU, fused on the oneDNN path
+        # exact (erf) GELU, fused on the oneDNN path; in bf16 the 4x wide hidden activation stays bf16 between the two
+        return self.fc2(self.fc1(x, activation="gelu", keep_bf16=True))
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention through ``F.scaled_dot_product_attention`` (scale head_dim^-0.5, no dropout)."""
+    """Multi-head self-attention through ``F.scaled_dot_product_attention`` (scale head_dim^-0.5, no dropout).
+
+    The attention itself stays float32 at every precision: on this CPU's kernels bf16 attention was no faster
+    (docs/benchmarks.md), and its softmax is where rounding hurts most."""
 
     def __init__(self, dim: int, num_heads: int):
         super().__init__()

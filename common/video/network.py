@@ -69,8 +69,8 @@ class NetworkStage:
         pred = self.predictor
         with self.lock, self.timers("network"):
             batch = torch.from_numpy(np.stack([p.crop for p in people])).to(pred.device)
-            with torch.no_grad(), torch.autocast(pred.device.type, dtype=torch.bfloat16, enabled=pred.bf16):
-                out = self.model(batch)
+            with torch.no_grad():
+                out = self.model(batch)  # in the model's precision (common.nets.precision)
             outs = {k: v.float().cpu().numpy() for k, v in out.to_dict().items() if v is not None}
             for i, p in enumerate(people):
                 # Predictor's own conversion of one output row (camera in image px, npz layout)
