@@ -12,8 +12,8 @@
    with the trained model: ``OUTPUT/video/synthetic_clip_overlay.mp4`` shows the estimated meshes on the people and
    ``OUTPUT/video/synthetic_clip.glb`` animates them as skinned SMPL-X characters (BVH per person in ``bvh/``);
    the silhouette IoU of the estimated meshes with the true bodies is printed for the untrained and trained model.
-6. With a released checkpoint in ``pretrained_models/smpler_x_s32.pth.tar`` (and the real body model), single-image
-   inference on ``demo/images/*`` as well.
+6. With the released S32 checkpoint on the machine (``pretrained_models/smpler_x_s32.pth.tar`` or the Hugging Face
+   cache; the demo never downloads it), single-image inference on ``demo/images/*`` as well.
 
 The tiny model (~0.5M parameters) is a smoke-test model: it learns the synthetic bodies well enough for the
 meshes to follow them, but it is no substitute for the released weights.
@@ -145,13 +145,15 @@ def video(ckpts: dict[str, Path], out: Path, bm_dir: Path, frames: int, device: 
 
 
 def released_checkpoint_images(out: Path, bm_dir: Path, device: str) -> None:
+    from common.engine.weights import cached_checkpoint
     from main import inference
 
-    ckpt = paths.PRETRAINED_DIR / "smpler_x_s32.pth.tar"
+    ckpt = cached_checkpoint("smpler_x_s32")  # pretrained_models/ or the Hugging Face cache; the demo never downloads
     images = sorted(q for q in (paths.REPO_ROOT / "demo" / "images").glob("*")
                     if q.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp"))
-    if not ckpt.is_file() or not images:
-        say(f"single-image inference with released weights: skipped (needs {ckpt} and images in demo/images/)")
+    if ckpt is None or not images:
+        say("single-image inference with released weights: skipped (needs smpler_x_s32 in pretrained_models/ or "
+            "the Hugging Face cache: python -m common.engine.weights smpler_x_s32; and images in demo/images/)")
         return
     for img in images:
         code = inference.main(["--input", str(img), "--ckpt", str(ckpt), "--output", str(out / "released"),

@@ -76,18 +76,15 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
         return Path(name_or_path)
     rel = RELEASED_CHECKPOINTS[name]
     local = paths.PRETRAINED_DIR / rel.filename
-    if local.is_file():
-        return local
+    found = cached_checkpoint(name)  # what is here already, from any source, before any network access
+    if found is not None:
+        return found
     try:
         import huggingface_hub as hub
         from huggingface_hub import errors as hub_errors
     except ImportError:  # pragma: no cover - a requirement; kept for installs without it
         raise CheckpointError(f"checkpoint {name}: {local} not found and huggingface_hub is not installed; "
                               f"{_fetch_hint(name, rel, local)}") from None
-    for repo in rel.repos:  # what is in the cache already, from any source, before any network access
-        cached = hub.try_to_load_from_cache(repo, rel.filename)
-        if isinstance(cached, str) and Path(cached).is_file():
-            return Path(cached)
     if offline():
         raise CheckpointError(f"checkpoint {name} ({rel.filename}) is not in pretrained_models/ nor in the Hugging "
                               f"Face cache {hub.constants.HF_HUB_CACHE}, and downloads are off (HF_HUB_OFFLINE / "
@@ -108,6 +105,24 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
             break
     raise CheckpointError(f"checkpoint {name} ({rel.filename}) could not be downloaded ({'; '.join(problems)}); "
                           f"{_fetch_hint(name, rel, local)}")
+
+
+def cached_checkpoint(name: str) -> Path | None:
+    """The released checkpoint ``name`` if it is on this machine already (pretrained_models/ or the Hugging Face
+    cache), else None; never downloads."""
+    rel = RELEASED_CHECKPOINTS[name]
+    local = paths.PRETRAINED_DIR / rel.filename
+    if local.is_file():
+        return local
+    try:
+        import huggingface_hub as hub
+    except ImportError:  # pragma: no cover
+        return None
+    for repo in rel.repos:
+        cached = hub.try_to_load_from_cache(repo, rel.filename)
+        if isinstance(cached, str) and Path(cached).is_file():
+            return Path(cached)
+    return None
 
 
 def _fetch_hint(name: str, rel: Released, local: Path) -> str:
