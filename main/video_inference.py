@@ -176,7 +176,7 @@ def options(args: argparse.Namespace) -> VideoOptions:
                         render=not args.no_render,
                         show_verts=args.show_verts, show_bbox=args.show_bbox, save_frames=args.save_frames,
                         save_mesh=args.save_mesh, glb=args.glb, animation=not args.no_animation,
-                        scene_focal=args.scene_focal, fps=args.fps, progress=not args.no_progress)
+                        scene_focal=args.scene_focal, progress=not args.no_progress)
 
 
 def make_detector(args: argparse.Namespace) -> Any:

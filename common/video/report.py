@@ -41,7 +41,6 @@ class VideoOptions:
     glb: bool = False  # glb/<frame>.glb (scene camera)
     animation: bool = True  # <stem>.glb (animated) and bvh/ per track, when tracking
     scene_focal: float | None = None  # px of the scene camera; None: max(width, height) of the frame
-    fps: float | None = None  # output frame rate (None: the source's)
     progress: bool = True
 
 
