@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import InputError
-from common.utils.safe_pickle import UnsafePickleError, safe_load
+from common.utils.safe_pickle import UnsafePickleError, read_npy_header, safe_load
 
 _CHUNK_BYTES = 32 << 20  # keypoint arrays are streamed in chunks of about this size
 _READ_ERRORS = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError, zipfile.BadZipFile,
@@ -66,14 +66,7 @@ class NpzReader:
             raise InputError(f"{self.path}: cannot read key '{key}' ({type(err).__name__}: {err}); the file is corrupt "
                              "or truncated, download or export it again") from err
 
-    @staticmethod
-    def _read_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            return np.lib.format.read_array_header_1_0(f)
-        if version == (2, 0):
-            return np.lib.format.read_array_header_2_0(f)
-        raise NotImplementedError(f".npy format version {version}")
+    _read_header = staticmethod(read_npy_header)
 
     def header(self, key: str) -> tuple[tuple[int, ...], bool, np.dtype]:
         """(shape, fortran_order, dtype) of a member, without reading its data."""

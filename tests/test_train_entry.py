@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from common import paths
+from tests.process_wait import wait_until
 from tests.slurm_gate import require_slurm
 
 PY = sys.executable
@@ -169,7 +170,6 @@ def test_ctrl_c_writes_a_snapshot_and_resume_checks_the_settings(tmp_path, synth
     step, writes snapshot_last and exits 130 without a traceback; resuming with another batch size is refused naming
     the key; --allow-config-change resumes anyway."""
     import signal
-    import time
 
     run = tmp_path / "run"
     cmd = [PY, "-m", "main.train", "--config", "smpler_x_synthetic", "--run-dir", str(run), "--no-progress",
@@ -177,12 +177,7 @@ def test_ctrl_c_writes_a_snapshot_and_resume_checks_the_settings(tmp_path, synth
     proc = subprocess.Popen(cmd, cwd=paths.REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     log = run / "log" / "train_logs.txt"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if log.is_file() and "iter 2/" in log.read_text():
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, proc.communicate()
+    wait_until(proc, lambda: log.is_file() and "iter 2/" in log.read_text(), poll=0.2)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]

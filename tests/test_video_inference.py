@@ -439,9 +439,9 @@ def test_sigterm_finalises_outputs_and_leaves_no_temporaries(tiny_ckpt, clip_fil
     import signal
     import subprocess
     import sys
-    import time
 
     from common import paths
+    from tests.process_wait import wait_until
 
     video, boxes = clip_files
     out = tmp_path / "out"
@@ -450,12 +450,7 @@ def test_sigterm_finalises_outputs_and_leaves_no_temporaries(tiny_ckpt, clip_fil
            str(out), "--body-model-dir", str(body_model_dir), "--no-progress", "--bbox_thr", "30", "--boxes",
            str(boxes), "--multi_person", "--fps", "400", "--batch-size", "2"]
     proc = subprocess.Popen(cmd, cwd=paths.REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if len(list((out / "smplx").glob("*.npz"))) >= 12:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.communicate()
+    wait_until(proc, lambda: len(list((out / "smplx").glob("*.npz"))) >= 12, poll=0.05)
     os.kill(proc.pid, signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143, stderr[-2000:]

@@ -25,7 +25,7 @@ from torch import nn
 from common import paths
 from common.body_model import joint_sets as js
 from common.errors import BodyModelFilesMissing
-from common.utils.safe_pickle import UnsafePickleError, safe_load, verify_npz
+from common.utils.safe_pickle import UnsafePickleError, read_npy_header, safe_load, verify_npz
 
 GENDERS = ("neutral", "male", "female")
 SMPLX_MODEL_FILES = tuple(f"smplx/SMPLX_{g.upper()}.npz" for g in GENDERS)
@@ -37,7 +37,7 @@ SMPLX_NPZ_KEYS = ("v_template", "f", "J_regressor", "weights", "kintree_table", 
                   "lmk_bary_coords", "dynamic_lmk_faces_idx", "dynamic_lmk_bary_coords")
 # Errors that reading a damaged .npz / .pkl / .npy raises (numpy, zipfile, zlib, pickle).
 _READ_ERRORS = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError, zipfile.BadZipFile,
-                zlib.error, pickle.UnpicklingError)
+                zlib.error, pickle.UnpicklingError, NotImplementedError)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -63,9 +63,7 @@ def _quick_problem(path: Path) -> str | None:
                 return "unreadable: truncated or not a pickle"
         elif path.suffix == ".npy":
             with open(path, "rb") as fh:
-                major, _ = np.lib.format.read_magic(fh)
-                read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-                shape, _, dtype = read_header(fh)
+                shape, _, dtype = read_npy_header(fh)
                 need = fh.tell() + int(np.prod(shape)) * dtype.itemsize
             if path.stat().st_size < need:
                 return "unreadable: truncated .npy"

@@ -108,6 +108,19 @@ def torch_safe_globals() -> list[Any]:
     return out
 
 
+def read_npy_header(f: IO[bytes]) -> tuple[tuple[int, ...], bool, Any]:
+    """(shape, fortran_order, dtype) of the ``.npy`` stream ``f``, left positioned at the data (or, for an object
+    array, at its pickle). Raises NotImplementedError for format versions other than 1.0 and 2.0."""
+    import numpy as np
+
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(f)
+    raise NotImplementedError(f".npy format version {version}")
+
+
 def verify_npz(path: str | Path) -> None:
     """Check that every object-dtype member of an ``.npz`` file is plain data (read through :func:`safe_load`).
 
@@ -117,17 +130,12 @@ def verify_npz(path: str | Path) -> None:
     """
     import zipfile
 
-    import numpy as np
-
     with zipfile.ZipFile(path) as zf:
         for name in zf.namelist():
             if not name.endswith(".npy"):
                 continue
             with zf.open(name) as f:
-                version = np.lib.format.read_magic(f)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
-                _, _, dtype = read_header(f)
+                _, _, dtype = read_npy_header(f)
                 if not dtype.hasobject:
                     continue
                 try:
@@ -141,9 +149,7 @@ def read_npy_plain(path: str | Path) -> Any:
     import numpy as np
 
     with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read_header(f)
+        _, _, dtype = read_npy_header(f)
         if dtype.hasobject:
             return safe_load(f)
     return np.load(path, allow_pickle=False)
