@@ -41,8 +41,12 @@ CPUS_PER_TASK="${CPUS_PER_TASK:-4}"
 GRES="${GRES-gpu:${GPUS_PER_NODE}}"
 if [ -n "$GRES" ]; then DEVICE="${DEVICE:-cuda}"; else DEVICE="${DEVICE:-cpu}"; fi
 PYTHON="${PYTHON:-.venv/bin/python}"
+# The ranks meet at the end (main.test's last barrier), so a finished task waits at most seconds for the others;
+# --wait ends the step 120 s after the first task exits (a crashed rank cannot hang the rest). Not
+# --kill-on-bad-exit: ranks that report a failed set exit 2 together, and the first to leave would get the others
+# killed mid-teardown (exit 143 instead of 2).
 args=(--job-name="$JOB_NAME" --ntasks="$NUM_GPUS" --ntasks-per-node="$GPUS_PER_NODE"
-      --cpus-per-task="$CPUS_PER_TASK" --kill-on-bad-exit=1)
+      --cpus-per-task="$CPUS_PER_TASK" --kill-on-bad-exit=0 --wait=120)
 [ -n "${PARTITION:-}" ] && args+=(-p "$PARTITION")
 [ -n "$GRES" ] && args+=(--gres="$GRES")
 # shellcheck disable=SC2086

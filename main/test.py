@@ -141,8 +141,8 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             with atomic_open(Path(args.output) / "summary.json", "w") as f:
                 json.dump({"checkpoint": str(ckpt), "results": results, "mpe": value, "failed": failed}, f, indent=2)
             print(f"summary: {Path(args.output) / 'summary.json'}")
-    # every rank leaves together: under srun --kill-on-bad-exit a rank exiting with the error code first would get
-    # rank 0 killed while it still writes the summary
+    # every rank leaves together, after rank 0 wrote the summary (main/slurm_test.sh ends the step shortly after
+    # the first task exits)
     barrier()
     if failed:
         raise UserError(f"{len(failed)} of {len(args.testset)} test set(s) failed: " +
